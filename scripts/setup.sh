@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Create .venv and install the toolkit with its dev extras. Keeps a torch the user already has;
+# otherwise installs torch==2.13.0 first (a bare `torch` requirement pulls a multi-GB CUDA build).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+. .venv/bin/activate
+python -m pip install -q --upgrade pip
+python -c "import torch" 2>/dev/null || python -m pip install -q "torch==2.13.0"
+TORCH=$(python -c "import torch; print(torch.__version__.split('+')[0])")
+echo "torch==$TORCH" > .venv/torch-constraint.txt
+python -m pip install -q -c .venv/torch-constraint.txt -e ".[dev]"
