@@ -139,7 +139,9 @@ def available_generators(manifest_dir: Path = MANIFEST_DIR) -> dict[str, Path]:
     return {p.stem: p for p in sorted(manifest_dir.glob("*.yaml"))}
 
 
-def resolve_generators(names: str | list[str], manifest_dir: Path = MANIFEST_DIR) -> list[GeneratorSpec]:
+def resolve_generators(
+    names: str | list[str], manifest_dir: Path = MANIFEST_DIR
+) -> list[GeneratorSpec]:
     """Turn ``"sd21,sdxl"`` (or a list; entries may be YAML paths) into specs, in order.
 
     Raises:

@@ -1,0 +1,7 @@
+"""`python -m dpgen` / `accelerate launch -m dpgen build ...`."""
+
+import sys
+
+from dpgen.cli import main
+
+sys.exit(main())

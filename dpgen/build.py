@@ -1,0 +1,462 @@
+"""The build loop: source image -> generators -> pairing -> shards, split across processes.
+
+Work items ("jobs") are listed deterministically from the sources: every real image, then each
+generator's generated images. Jobs are cut into shards; shard ``i`` goes to process
+``i % world_size`` (``accelerate launch -m dpgen build ...`` splits a build over GPUs). Every
+random choice of a job (mask, steps, guidance, pipeline seeds, prompt) comes from a generator
+seeded by ``(seed, job key)``, so a job's rows do not depend on which process ran it, on the
+shard size, or on whether the build was interrupted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import platform
+import subprocess
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import PartialState
+from datasets import DatasetInfo
+from PIL import Image
+from tqdm.auto import tqdm
+
+from dpgen import __version__
+from dpgen.card import CITATION
+from dpgen.grid import inside_grid, outside_grid
+from dpgen.manifest import GeneratorSpec, common_multiple, resolve_generators
+from dpgen.masks import (
+    MaskError,
+    check_mask,
+    random_mask,
+    semantic_mask,
+    to_image,
+    training_mask,
+    transform_mask,
+)
+from dpgen.pairing import PatchRows, View, pair_generated, pair_real
+from dpgen.pipelines import Generator
+from dpgen.schema import (
+    IMAGE_FEATURES,
+    IMAGES,
+    NEGATIVES,
+    PAIRS,
+    SOURCE_GENERATED,
+    SOURCE_REAL,
+    generator_names,
+    patch_features,
+)
+from dpgen.shards import commit_shard, done_shards, finalize, to_table
+from dpgen.sources import (
+    SourceError,
+    SourceRef,
+    list_images,
+    load_coco_instances,
+    load_image,
+    load_prompts,
+    prepare,
+)
+
+logger = logging.getLogger(__name__)
+
+MODES = ("inpaint", "roundtrip")
+
+
+class BuildError(RuntimeError):
+    """The build cannot start or resume as asked (settings, arguments); nothing was written."""
+
+
+@dataclass
+class BuildConfig:
+    """Settings of one `dpgen build` (or `dpgen roundtrip` with ``mode="roundtrip"``).
+
+    Attributes:
+        out: output directory (a `datasets.DatasetDict` in ``save_to_disk`` layout).
+        generators: manifest names or YAML paths, in ClassLabel order.
+        real: folder or Hub dataset of real images; ``None`` = the bundled demo photographs.
+        generated: per generator name, a folder or Hub dataset of its generated images;
+            generators not listed make theirs with their text-to-image pipeline.
+        prompts: COCO captions JSON or a text file of prompts for text-to-image sources.
+        num_images: cap on real images (``None`` = all).
+        num_generated: generated images per generator (``None`` = as many as real images).
+        mask_policy: ``train`` (room for the grid inside and outside), ``random`` (TGIF) or
+            ``semantic`` (COCO instances from ``annotations``).
+        annotations: COCO instances JSON for the semantic policy.
+        patch_size: P; grid: (rows, cols); margin: px kept between outside patches and the mask.
+        seed: fixes every random choice.
+        shard_size: jobs per shard (the unit of resume).
+        mode: ``inpaint`` (the training set) or ``roundtrip`` (VAE-reconstructed real images).
+    """
+
+    out: Path
+    generators: list[str] = field(default_factory=lambda: ["tiny-sd21", "tiny-sdxl", "tiny-flux"])
+    real: str | None = None
+    generated: dict[str, str] = field(default_factory=dict)
+    prompts: str | None = None
+    num_images: int | None = None
+    num_generated: int | None = None
+    mask_policy: str = "train"
+    annotations: str | None = None
+    patch_size: int = 64
+    grid: tuple[int, int] = (4, 4)
+    margin: int = 8
+    seed: int = 0
+    shard_size: int = 4
+    mode: str = "inpaint"
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The settings that determine the rows (a rerun must match them to resume)."""
+        data = dataclasses.asdict(self)
+        data.pop("out")
+        data["grid"] = list(self.grid)
+        return data
+
+
+@dataclass(frozen=True)
+class Job:
+    """One source image to process. ``key`` is unique in the build and seeds its randomness."""
+
+    key: str
+    source_set: str
+    generator: str  # the generator of a generated source; "" for real
+    ref: SourceRef | None  # None: made by the generator's text-to-image pipeline
+    index: int
+
+    @property
+    def image_id(self) -> str:
+        """``<id>`` for real images, ``<generator>/<id>`` for generated ones (ids repeat across generators)."""
+        return self.key.split("/", 1)[1]
+
+
+@dataclass
+class BuildStats:
+    """Counters of one process's run, for the progress bar and the benchmark."""
+
+    images: int = 0
+    skipped: int = 0
+    patches: int = 0
+    pipeline_seconds: float = 0.0
+    wall_seconds: float = 0.0
+
+
+@dataclass
+class _Result:
+    pairs: PatchRows
+    negatives: PatchRows
+    record: dict[str, Any]
+
+
+class Builder:
+    """Runs the jobs of a `BuildConfig` on this process's device."""
+
+    def __init__(self, cfg: BuildConfig, state: PartialState | None = None) -> None:
+        if cfg.mode not in MODES:
+            raise BuildError(f"mode {cfg.mode!r} is not one of {MODES}")
+        self.cfg = cfg
+        # Without cpu=True, accelerate treats torchrun / `accelerate launch --multi_gpu` ranks on a
+        # machine with no GPU as single processes (each would build everything).
+        self.state = state or PartialState(cpu=not torch.cuda.is_available())
+        self.specs = resolve_generators(cfg.generators)
+        unknown = sorted(set(cfg.generated) - {s.name for s in self.specs})
+        if unknown:
+            raise BuildError(f"--generated names {unknown} that are not in --generators")
+        self.label_names = generator_names([s.label for s in self.specs])
+        self.features = {
+            PAIRS: patch_features(cfg.patch_size, self.label_names),
+            NEGATIVES: patch_features(cfg.patch_size, self.label_names),
+            IMAGES: IMAGE_FEATURES,
+        }
+        self.generators = {s.name: Generator(s, device=self.state.device) for s in self.specs}
+        self.stats = BuildStats()
+        self._prompts: list[str] | None = None
+        self._coco: dict[str, list[dict]] | None = None
+
+    # -- job list ------------------------------------------------------------------------
+    def jobs(self) -> list[Job]:
+        cfg = self.cfg
+        real = list_images(cfg.real, SOURCE_REAL, num_images=cfg.num_images, seed=cfg.seed)
+        jobs = [Job(f"real/{r.image_id}", SOURCE_REAL, "", r, i) for i, r in enumerate(real)]
+        if cfg.mode == "roundtrip":
+            return jobs
+        count = cfg.num_generated if cfg.num_generated is not None else len(real)
+        for spec in self.specs:
+            if spec.name in cfg.generated:
+                refs = list_images(
+                    cfg.generated[spec.name], SOURCE_GENERATED, spec.name, count, cfg.seed
+                )
+                jobs += [
+                    Job(f"generated/{spec.name}/{r.image_id}", SOURCE_GENERATED, spec.name, r, i)
+                    for i, r in enumerate(refs)
+                ]
+            else:
+                jobs += [
+                    Job(f"generated/{spec.name}/{i:06d}", SOURCE_GENERATED, spec.name, None, i)
+                    for i in range(count)
+                ]
+        return jobs
+
+    # -- one job -------------------------------------------------------------------------
+    def _rng(self, job: Job) -> np.random.Generator:
+        return np.random.default_rng([self.cfg.seed, zlib.crc32(job.key.encode())])
+
+    def _draw(self, spec: GeneratorSpec, rng: np.random.Generator) -> tuple[int, float, int]:
+        steps = int(rng.integers(spec.steps[0], spec.steps[1] + 1))
+        guidance = float(rng.uniform(*spec.guidance))
+        return steps, round(guidance, 4), int(rng.integers(2**31 - 1))
+
+    def _mask(self, job: Job, prepared, rng: np.random.Generator, where: str) -> np.ndarray:
+        cfg, (width, height) = self.cfg, prepared.image.size
+        rows, cols = cfg.grid
+        if cfg.mode == "roundtrip":
+            return np.zeros((height, width), dtype=bool)
+        if cfg.mask_policy == "train":
+            mask = training_mask(width, height, rng, rows, cols, cfg.patch_size, cfg.margin)
+        elif cfg.mask_policy == "random":
+            mask = random_mask(width, height, rng)
+        elif cfg.mask_policy == "semantic":
+            if self._coco is None:
+                if not cfg.annotations:
+                    raise BuildError(
+                        "--mask-policy semantic needs --annotations (COCO instances JSON)"
+                    )
+                self._coco = load_coco_instances(cfg.annotations)
+            stem = Path(job.ref.path).stem if job.ref else ""
+            # TGIF's source filter: objects larger than 64x64 px; one chosen at random.
+            anns = [a for a in self._coco.get(stem, []) if a.get("area", 0) > 64 * 64]
+            if not anns:
+                raise MaskError(f"{where}: no COCO instance larger than 64x64 px for {stem!r}")
+            ann = anns[int(rng.integers(len(anns)))]
+            full = semantic_mask(*prepared.original_size, ann, kind="segm")
+            mask = transform_mask(full, prepared.scale, prepared.crop)
+        else:
+            raise BuildError(f"unknown mask policy {cfg.mask_policy!r}")
+        check_mask(mask, where)
+        return mask
+
+    def _timed(self, fn, *args):
+        start = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            self.stats.pipeline_seconds += time.perf_counter() - start
+
+    def _source(self, job: Job, rng: np.random.Generator):
+        """Load (or make) and prepare the source image of a job."""
+        cfg = self.cfg
+        min_side = 2 * cfg.patch_size
+        if job.source_set == SOURCE_REAL:
+            multiple = common_multiple(self.specs)
+            max_side = min(s.resolution for s in self.specs)
+        else:
+            spec = self.generators[job.generator].spec
+            multiple, max_side = spec.size_multiple, spec.resolution
+        if job.ref is not None:
+            image, _ = load_image(job.ref)
+            prepared = prepare(image, multiple, max_side, min_side, where=job.ref.path)
+            return prepared, job.ref.path, job.ref.prompt, None
+        spec = self.generators[job.generator].spec
+        if self._prompts is None:
+            self._prompts = load_prompts(cfg.prompts)
+        prompt = self._prompts[int(rng.integers(len(self._prompts)))]
+        steps, guidance, seed = self._draw(spec, rng)
+        size = spec.resolution
+        image = self._timed(
+            self.generators[job.generator].generate, [prompt], [seed], steps, guidance, size, size
+        )[0]
+        prepared = prepare(image, multiple, max_side, min_side, where=job.key)
+        return prepared, "", prompt, (steps, guidance, seed)
+
+    def run_job(self, job: Job) -> _Result:
+        """Process one job. Raises SourceError / MaskError for a bad source."""
+        cfg, rng = self.cfg, self._rng(job)
+        rows, cols = cfg.grid
+        prepared, path, prompt, t2i = self._source(job, rng)
+        where = path or job.key
+        mask = self._mask(job, prepared, rng, where)
+        inside = inside_grid(mask, rows, cols, cfg.patch_size)
+        outside = outside_grid(mask, rows, cols, cfg.patch_size, cfg.margin)
+        needed = (
+            inside.cells if job.source_set == SOURCE_GENERATED else inside.cells + outside.cells
+        )
+        if not needed:
+            w, h = prepared.image.size
+            raise SourceError(f"{where}: no {cfg.patch_size}px patch fits the mask on {w}x{h}")
+        source = np.asarray(prepared.image, dtype=np.uint8)
+        mask_image = to_image(mask)
+        names = [job.generator] if job.source_set == SOURCE_GENERATED else list(self.generators)
+        views, settings = [], []
+        for name in names:
+            gen = self.generators[name]
+            steps, guidance, seed = self._draw(gen.spec, rng)
+            if cfg.mode == "roundtrip":
+                out = self._timed(gen.roundtrip, [prepared.image])[0]
+                steps, guidance = 0, 0.0
+            else:
+                out = self._timed(gen.inpaint, [prepared.image], [mask_image], [prompt], [seed], steps, guidance)[0]  # fmt: skip
+            label = self.label_names.index(gen.spec.label)
+            views.append(View(name, label, np.asarray(out, dtype=np.uint8)))
+            settings.append((steps, guidance))
+        if job.source_set == SOURCE_GENERATED:
+            pairs = pair_generated(job.image_id, source, views[0], inside)
+            negatives = PatchRows.empty(cfg.patch_size)
+        else:
+            pairs, negatives = pair_real(job.image_id, source, views, inside, outside)
+        record = {
+            "image_id": job.image_id,
+            "source_set": job.source_set,
+            "generator": job.generator,
+            "path": path,
+            "original_size": list(prepared.original_size),
+            "scale": prepared.scale,
+            "crop": list(prepared.crop),
+            "size": list(prepared.image.size),
+            "mask": mask_image,
+            "mask_policy": "none" if cfg.mode == "roundtrip" else cfg.mask_policy,
+            "prompt": prompt,
+            "seed": t2i[2] if t2i else -1,
+            "inpainted_by": names,
+            "steps": [s for s, _ in settings],
+            "guidance": [g for _, g in settings],
+            "grid_inside": [inside.rows, inside.cols],
+            "grid_outside": [outside.rows, outside.cols],
+            "n_inside": len(inside.cells),
+            "n_outside": len(outside.cells),
+        }
+        return _Result(pairs, negatives, record)
+
+    # -- shards --------------------------------------------------------------------------
+    def run_shard(self, index: int, jobs: list[Job], bar: tqdm) -> None:
+        results, skipped = [], []
+        for job in jobs:
+            try:
+                results.append(self.run_job(job))
+                self.stats.images += 1
+            except (SourceError, MaskError) as err:
+                logger.warning("skipped %s: %s", job.key, err)
+                skipped.append(
+                    {"key": job.key, "path": job.ref.path if job.ref else "", "reason": str(err)}
+                )
+                self.stats.skipped += 1
+            bar.update(1)
+            elapsed = max(time.perf_counter() - self._start, 1e-9)
+            bar.set_postfix(
+                img_s=f"{self.stats.images / elapsed:.2f}",
+                patch_s=f"{self.stats.patches / elapsed:.0f}",
+            )
+        p = self.cfg.patch_size
+        pairs = PatchRows.concat([r.pairs for r in results], p)
+        negatives = PatchRows.concat([r.negatives for r in results], p)
+        records = {k: [r.record[k] for r in results] for k in IMAGE_FEATURES}
+        tables = {
+            PAIRS: to_table(vars(pairs), self.features[PAIRS]),
+            NEGATIVES: to_table(vars(negatives), self.features[NEGATIVES]),
+            IMAGES: to_table(records, IMAGE_FEATURES),
+        }
+        self.stats.patches += len(pairs) + len(negatives)
+        commit_shard(
+            self.cfg.out, index, tables, {"jobs": [j.key for j in jobs], "skipped": skipped}
+        )
+
+    def run(self) -> BuildStats:
+        """Run this process's unfinished shards, then (main process) finalize the directory."""
+        cfg, state = self.cfg, self.state
+        out = Path(cfg.out)
+        jobs = self.jobs()
+        num_shards = max(1, math.ceil(len(jobs) / cfg.shard_size))
+        self._check_resume(out, len(jobs))
+        done = done_shards(out)
+        mine = [
+            i
+            for i in range(num_shards)
+            if i % state.num_processes == state.process_index and i not in done
+        ]
+        if state.is_main_process:
+            logger.info(
+                "%d jobs in %d shards on %d process(es); %d shard(s) already done",
+                len(jobs), num_shards, state.num_processes, len(done),
+            )  # fmt: skip
+        self._start = time.perf_counter()
+        my_jobs = sum(len(jobs[i * cfg.shard_size : (i + 1) * cfg.shard_size]) for i in mine)
+        with tqdm(
+            total=my_jobs, desc=f"dpgen[{state.process_index}]", unit="img", disable=not my_jobs
+        ) as bar:
+            for i in mine:
+                self.run_shard(i, jobs[i * cfg.shard_size : (i + 1) * cfg.shard_size], bar)
+        self.stats.wall_seconds = time.perf_counter() - self._start
+        state.wait_for_everyone()
+        if state.is_main_process:
+            self._finalize(out, num_shards)
+        state.wait_for_everyone()
+        return self.stats
+
+    def _check_resume(self, out: Path, num_jobs: int) -> None:
+        settings = {"config": self.cfg.fingerprint(), "jobs": num_jobs}
+        path = out / "build.json"
+        if path.exists():
+            previous = json.loads(path.read_text())
+            if previous != settings:
+                raise BuildError(
+                    f"{path}: {out} was built with other settings; use a new --out or the same "
+                    f"command. Was: {previous}; now: {settings}"
+                )
+        elif self.state.is_main_process:
+            out.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(settings, indent=1))
+        self.state.wait_for_everyone()
+
+    def _finalize(self, out: Path, num_shards: int) -> None:
+        provenance = self.provenance()
+        info = DatasetInfo(
+            description=json.dumps(provenance, sort_keys=True),
+            citation=CITATION,
+            homepage="https://github.com/mever-team/diffusionprint",
+        )
+        finalize(out, self.features, num_shards, info)
+        (out / "provenance.json").write_text(json.dumps(provenance, indent=1, sort_keys=True))
+        skipped = [s for entry in done_shards(out).values() for s in entry["skipped"]]
+        (out / "report.json").write_text(json.dumps({"skipped": skipped}, indent=1))
+        if skipped:
+            logger.warning("%d source(s) skipped; see %s", len(skipped), out / "report.json")
+
+    def provenance(self) -> dict[str, Any]:
+        """Resolved manifests, package versions, git revision, seeds: stored in the dataset info."""
+        import datasets
+        import diffusers
+        import transformers
+
+        try:
+            rev = subprocess.run(
+                ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                text=True, check=True, timeout=10,
+            ).stdout.strip()  # fmt: skip
+        except (OSError, subprocess.SubprocessError):
+            rev = "unknown"
+        return {
+            "dpgen": __version__,
+            "git_revision": rev,
+            "config": self.cfg.fingerprint(),
+            "generators": [s.to_dict() for s in self.specs],
+            "generator_labels": self.label_names,
+            "versions": {
+                "python": platform.python_version(),
+                "torch": torch.__version__,
+                "diffusers": diffusers.__version__,
+                "transformers": transformers.__version__,
+                "datasets": datasets.__version__,
+                "numpy": np.__version__,
+                "pillow": Image.__version__,
+            },
+        }
+
+
+def build(cfg: BuildConfig) -> BuildStats:
+    """Run a build (or a VAE round trip) to completion on this process's share of the shards."""
+    return Builder(cfg).run()

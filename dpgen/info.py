@@ -1,0 +1,109 @@
+"""Counts of a build per split x category x generator, checked against the pairing formulas."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from datasets import DatasetDict, load_from_disk
+
+from dpgen.schema import IMAGES, NEGATIVES, PAIRS, SOURCE_GENERATED, SOURCE_REAL
+
+
+def load_build(out: str | Path) -> DatasetDict:
+    """Open a finished build directory as one `DatasetDict` (pairs, negatives, images).
+
+    Raises:
+        FileNotFoundError: naming the directory, when it is not a finished build.
+    """
+    out = Path(out)
+    if not (out / "dataset_dict.json").exists():
+        raise FileNotFoundError(
+            f"{out}: not a finished dpgen build (no dataset_dict.json); rerun the build command"
+        )
+    return load_from_disk(str(out))
+
+
+def expected_rows(images) -> dict[str, int]:
+    """Rows the pairing formulas predict from the image records (paper Sec. 3.1).
+
+    Generated image: ``2 n_in`` pairs. Real image inpainted by K generators: ``(K+1) n_out``
+    pairs and ``(K+1) n_in`` negatives (a VAE round trip has ``n_in = 0``).
+    """
+    table = images.data
+    source_set = np.asarray(table.column("source_set").to_pylist())
+    n_in = table.column("n_inside").to_numpy()
+    n_out = table.column("n_outside").to_numpy()
+    k = np.array([len(v) for v in table.column("inpainted_by").to_pylist()], dtype=np.int64)
+    gen = source_set == SOURCE_GENERATED
+    real = source_set == SOURCE_REAL
+    return {
+        PAIRS: int((2 * n_in[gen]).sum() + ((k + 1) * n_out)[real].sum()),
+        NEGATIVES: int(((k + 1) * n_in)[real].sum()),
+    }
+
+
+def build_counts(out: str | Path) -> dict[str, Any]:
+    """Counts of a build, as plain data (``dpgen info --json``)."""
+    dd = load_build(out)
+    counts: dict[str, Any] = {}
+    for split in (PAIRS, NEGATIVES):
+        ds = dd[split]
+        cat_names = ds.features["category"].names
+        gen_names = ds.features["generator"].names
+        cats = ds.data.column("category").to_numpy()
+        gens = ds.data.column("generator").to_numpy()
+        table: dict[str, dict[str, int]] = {c: {} for c in cat_names}
+        for (c, g), n in sorted(Counter(zip(cats.tolist(), gens.tolist(), strict=True)).items()):
+            table[cat_names[c]][gen_names[g]] = n
+        groups = ds.data.column("group_id").drop_null()
+        counts[split] = {
+            "rows": len(ds),
+            "groups": len(set(groups.to_pylist())),
+            "by_category": table,
+        }
+    images = dd[IMAGES]
+    kinds = Counter(
+        f"{s}:{g}" if g else s
+        for s, g in zip(images["source_set"], images["generator"], strict=True)
+    )
+    grids = Counter(f"{r}x{c}" for r, c in images["grid_inside"])
+    counts[IMAGES] = {
+        "rows": len(images),
+        "by_source": dict(sorted(kinds.items())),
+        "grid_inside": dict(sorted(grids.items())),
+        "grid_outside": dict(
+            sorted(Counter(f"{r}x{c}" for r, c in images["grid_outside"]).items())
+        ),
+        "generator_labels": dd[PAIRS].features["generator"].names,
+    }
+    expected = expected_rows(images)
+    counts["expected"] = expected
+    counts["formulas_hold"] = all(counts[s]["rows"] == expected[s] for s in expected)
+    report = Path(out) / "report.json"
+    counts["skipped"] = json.loads(report.read_text())["skipped"] if report.exists() else []
+    return counts
+
+
+def format_counts(counts: dict[str, Any]) -> str:
+    """A plain-text table of `build_counts`."""
+    lines = [f"{'split':<10} {'category':<10} {'generator':<12} {'rows':>9}"]
+    for split in (PAIRS, NEGATIVES):
+        for cat, by_gen in counts[split]["by_category"].items():
+            for gen, n in by_gen.items():
+                lines.append(f"{split:<10} {cat:<10} {gen:<12} {n:>9,}")
+        lines.append(
+            f"{split:<10} {'total':<10} {'':<12} {counts[split]['rows']:>9,}"
+            f"   (expected {counts['expected'][split]:,}; {counts[split]['groups']:,} groups)"
+        )
+    img = counts[IMAGES]
+    lines.append(f"images: {img['rows']} {img['by_source']}")
+    lines.append(f"grids inside: {img['grid_inside']}  outside: {img['grid_outside']}")
+    lines.append(f"pairing formulas hold: {counts['formulas_hold']}")
+    if counts["skipped"]:
+        lines.append(f"skipped sources: {len(counts['skipped'])}")
+        lines += [f"  {s['path'] or s['key']}: {s['reason']}" for s in counts["skipped"]]
+    return "\n".join(lines)

@@ -1,0 +1,48 @@
+"""Fixtures for dpgen: small manifests over the real tiny pipelines, and one reference build."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dpgen.build import BuildConfig, build
+from dpgen.manifest import MANIFEST_DIR
+
+
+@pytest.fixture(scope="session")
+def small_manifests(tmp_path_factory) -> list[str]:
+    """tiny-sd21 and tiny-flux at 256 px (the shipped ones work at 512): YAML paths."""
+    folder = tmp_path_factory.mktemp("manifests")
+    paths = []
+    for name in ("tiny-sd21", "tiny-flux"):
+        data = yaml.safe_load((MANIFEST_DIR / f"{name}.yaml").read_text())
+        data.update(resolution=256, steps=[2, 2])
+        path = folder / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(data))
+        paths.append(str(path))
+    return paths
+
+
+def _small_config(out: Path, generators: list[str], **overrides) -> BuildConfig:
+    """Two demo photographs + one generated image per generator, 32-px patches on 256 px."""
+    settings = dict(
+        out=out, generators=generators, num_images=2, num_generated=1, patch_size=32, shard_size=1
+    )
+    settings.update(overrides)
+    return BuildConfig(**settings)
+
+
+@pytest.fixture(scope="session")
+def small_config():
+    """``small_config(out, generators, **overrides) -> BuildConfig``."""
+    return _small_config
+
+
+@pytest.fixture(scope="session")
+def reference_build(tmp_path_factory, small_manifests) -> Path:
+    """An uninterrupted build that other tests compare against."""
+    out = tmp_path_factory.mktemp("ref") / "build"
+    build(_small_config(out, small_manifests))
+    return out
