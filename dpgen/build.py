@@ -54,7 +54,7 @@ from dpgen.schema import (
     generator_names,
     patch_features,
 )
-from dpgen.shards import commit_shard, done_shards, finalize, to_table
+from dpgen.shards import commit_shard, done_shards, finalize, rows_table, to_table
 from dpgen.sources import (
     SourceError,
     SourceRef,
@@ -351,16 +351,13 @@ class Builder:
                 img_s=f"{self.stats.images / elapsed:.2f}",
                 patch_s=f"{self.stats.patches / elapsed:.0f}",
             )
-        p = self.cfg.patch_size
-        pairs = PatchRows.concat([r.pairs for r in results], p)
-        negatives = PatchRows.concat([r.negatives for r in results], p)
         records = {k: [r.record[k] for r in results] for k in IMAGE_FEATURES}
         tables = {
-            PAIRS: to_table(vars(pairs), self.features[PAIRS]),
-            NEGATIVES: to_table(vars(negatives), self.features[NEGATIVES]),
+            PAIRS: rows_table([r.pairs for r in results], self.features[PAIRS]),
+            NEGATIVES: rows_table([r.negatives for r in results], self.features[NEGATIVES]),
             IMAGES: to_table(records, IMAGE_FEATURES),
         }
-        self.stats.patches += len(pairs) + len(negatives)
+        self.stats.patches += tables[PAIRS].num_rows + tables[NEGATIVES].num_rows
         commit_shard(
             self.cfg.out, index, tables, {"jobs": [j.key for j in jobs], "skipped": skipped}
         )

@@ -19,7 +19,7 @@ Everything here is pure numpy on arrays already in memory; rows are columnar for
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -62,20 +62,6 @@ class PatchRows:
 
     def __len__(self) -> int:
         return len(self.patch_id)
-
-    @classmethod
-    def concat(cls, parts: list[PatchRows], patch_size: int) -> PatchRows:
-        """One `PatchRows` from many, in order (an empty list gives zero rows)."""
-        if not parts:
-            parts = [cls.empty(patch_size)]
-        out = {}
-        for f in fields(cls):
-            values = [getattr(p, f.name) for p in parts]
-            if isinstance(values[0], list):
-                out[f.name] = [v for part in values for v in part]
-            else:
-                out[f.name] = np.concatenate(values)
-        return cls(**out)
 
     @classmethod
     def empty(cls, patch_size: int) -> PatchRows:

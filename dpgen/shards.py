@@ -72,6 +72,15 @@ def to_table(columns: dict[str, Any], features: Features) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
+def rows_table(parts: list[Any], features: Features) -> pa.Table:
+    """One table of many column sets (e.g. `dpgen.pairing.PatchRows`, one per image).
+
+    Each part becomes its own record batch: pixels are never concatenated in memory.
+    """
+    tables = [to_table(vars(p), features) for p in parts if len(p)]
+    return pa.concat_tables(tables) if tables else features.arrow_schema.empty_table()
+
+
 def write_table(table: pa.Table, path: Path) -> None:
     """Write ``table`` as an Arrow IPC stream (the format ``datasets`` memory-maps), atomically."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")

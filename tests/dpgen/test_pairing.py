@@ -59,9 +59,7 @@ def test_real_image_gives_k_plus_one_positives_outside_and_negatives_inside():
     assert len(set(pairs.patch_id) | set(negatives.patch_id)) == len(pairs) + len(negatives)
 
 
-def test_empty_grids_give_empty_rows_and_concat_keeps_order():
+def test_empty_grids_give_empty_rows():
     pairs, negatives = pair_real("x", _image(0), [View("a", 1, _image(1))], _grid(0), _grid(1))
     assert len(negatives) == 0 and negatives.patch.shape == (0, 3, 8, 8)
-    joined = PatchRows.concat([pairs, negatives, pairs], patch_size=8)
-    assert len(joined) == 2 * len(pairs) and joined.patch_id[: len(pairs)] == pairs.patch_id
-    assert len(PatchRows.concat([], patch_size=8)) == 0
+    assert len(pairs) == 2 and len(PatchRows.empty(8)) == 0
