@@ -1,0 +1,309 @@
+"""Inpainting masks: where a generator repaints a source image.
+
+A mask is an ``(H, W)`` bool array, True where the image is inpainted; on disk it is an 8-bit L
+PNG with 0/255 (TGIF's convention). Three policies (`MASK_POLICIES`):
+
+- ``train``: `training_mask`, the default for building pretraining data: a rectangle sized so
+  that both the inside grid and the outside grid (`dpgen.grid`) are as full as the image allows.
+- ``random``: `random_mask`, TGIF's random-rectangle rule.
+- ``semantic``: `semantic_mask`, a COCO object's segmentation or box (TGIF's semantic masks).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from dpgen.grid import axis_starts
+from dpgen.sources import resized_size
+
+MASK_POLICIES = ("train", "random", "semantic")
+#: TGIF random masks: each side uniform in [MIN_SIDE, floor(MAX_FRACTION * image side)].
+RANDOM_MIN_SIDE = 64
+RANDOM_MAX_FRACTION = 0.6
+
+
+class MaskError(ValueError):
+    """A mask is unusable; the message names the file or image and the problem."""
+
+
+def check_mask(mask: np.ndarray, where: str) -> None:
+    """Reject masks no grid can use.
+
+    Args:
+        mask: the mask to check.
+        where: file or image id, for the message.
+
+    Raises:
+        MaskError: not a 2-D bool array, empty (nothing inpainted), or full (nothing authentic).
+    """
+    if not isinstance(mask, np.ndarray) or mask.dtype != np.bool_ or mask.ndim != 2:
+        raise MaskError(
+            f"{where}: mask must be a (H, W) bool array, got {type(mask).__name__} "
+            f"{getattr(mask, 'dtype', '')}{getattr(mask, 'shape', '')}"
+        )
+    if not mask.any():
+        raise MaskError(f"{where}: mask is empty (no inpainted pixel)")
+    if mask.all():
+        raise MaskError(f"{where}: mask is full (no authentic pixel left)")
+
+
+def random_mask(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
+    """TGIF's random rectangle (IDLabMedia/tgif-dataset, ``code/inpaint-loop.py``).
+
+    Width uniform integer in [64, floor(0.6 w)], height in [64, floor(0.6 h)], top-left uniform
+    over the positions where it fits. Draw order: width, height, x, y.
+
+    Args:
+        width: image width w.
+        height: image height h.
+        rng: the only source of randomness.
+
+    Returns:
+        ``(height, width)`` bool mask.
+
+    Raises:
+        MaskError: a side is too short for the rule (floor(0.6 side) < 64, i.e. side < 107).
+    """
+    max_w = int(RANDOM_MAX_FRACTION * width)
+    max_h = int(RANDOM_MAX_FRACTION * height)
+    if max_w < RANDOM_MIN_SIDE or max_h < RANDOM_MIN_SIDE:
+        raise MaskError(
+            f"image {width}x{height} is too small for a TGIF random mask: each side needs "
+            f"0.6 * side >= {RANDOM_MIN_SIDE} px"
+        )
+    mw = int(rng.integers(RANDOM_MIN_SIDE, max_w, endpoint=True))
+    mh = int(rng.integers(RANDOM_MIN_SIDE, max_h, endpoint=True))
+    x0 = int(rng.integers(0, width - mw, endpoint=True))
+    y0 = int(rng.integers(0, height - mh, endpoint=True))
+    mask = np.zeros((height, width), dtype=bool)
+    mask[y0 : y0 + mh, x0 : x0 + mw] = True
+    return mask
+
+
+def _least_blocking_start(
+    side: int, extent: int, count: int, patch: int, margin: int, rng: np.random.Generator
+) -> int:
+    """Start of an ``extent``-long mask interval on an axis of length ``side``, drawn uniformly
+    among the starts whose ``margin``-grown interval hits the fewest outside-grid patches."""
+    patches = axis_starts(0, side, count, patch)
+    starts = np.arange(side - extent + 1)
+    hit = (patches[None, :] < (starts + extent + margin)[:, None]) & (
+        (patches + patch)[None, :] > (starts - margin)[:, None]
+    )
+    blocked = hit.sum(axis=1)
+    best = np.flatnonzero(blocked == blocked.min())
+    return int(best[rng.integers(len(best))])
+
+
+def training_mask(
+    width: int,
+    height: int,
+    rng: np.random.Generator,
+    rows: int = 4,
+    cols: int = 4,
+    patch: int = 64,
+    margin: int = 8,
+) -> np.ndarray:
+    """The default mask for building pretraining data: full inside grid, fullest outside grid.
+
+    Rule, per axis (side ``s``, grid count ``n``):
+
+    - extent ``e = min(n * patch, s // 2)``: exactly the room a full ``n``-patch inside grid
+      needs, but never more than half the side, so smaller images get a proportionally smaller
+      rectangle and keep an outside ring (on 512x512: a 256x256 square; 16 inside patches);
+    - start drawn uniformly among the positions whose interval, grown by ``margin``, overlaps
+      the fewest patch columns (rows) of the whole-image outside grid. A rectangle blocks
+      ``blocked_rows * blocked_cols`` outside cells, so minimising each axis maximises the
+      outside grid (on 512x512: 12 of 16, the most any 256-px square allows).
+
+    Draw order: x start, then y start.
+
+    Args:
+        width: image width.
+        height: image height.
+        rng: the only source of randomness.
+        rows: grid rows (as passed to `dpgen.grid.inside_grid` / `outside_grid`).
+        cols: grid columns.
+        patch: patch side.
+        margin: the outside grid's clearance.
+
+    Returns:
+        ``(height, width)`` bool mask, one rectangle.
+    """
+    mw = max(1, min(cols * patch, width // 2))
+    mh = max(1, min(rows * patch, height // 2))
+    x0 = _least_blocking_start(width, mw, cols, patch, margin, rng)
+    y0 = _least_blocking_start(height, mh, rows, patch, margin, rng)
+    mask = np.zeros((height, width), dtype=bool)
+    mask[y0 : y0 + mh, x0 : x0 + mw] = True
+    return mask
+
+
+# --------------------------------------------------------------------------- COCO
+
+
+def _decode_rle_string(counts: str) -> list[int]:
+    """Decode COCO's compressed RLE string (cocoapi ``maskApi.c``, ``rleFrString``).
+
+    Each count is a little-endian base-32 varint in chars 48..111 (5 data bits, bit 0x20 =
+    more), sign-extended from bit 0x10 of its last char; from the third count on, a count is
+    stored as the difference to the count two places before.
+    """
+    out: list[int] = []
+    data = counts.encode("ascii")
+    p = 0
+    while p < len(data):
+        x = k = 0
+        more = True
+        while more:
+            c = data[p] - 48
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p += 1
+            k += 1
+            if not more and c & 0x10:
+                x |= -1 << (5 * k)
+        if len(out) > 2:
+            x += out[-2]
+        out.append(x)
+    return out
+
+
+def _decode_rle(rle: dict, width: int, height: int, where: str) -> np.ndarray:
+    size = rle.get("size")
+    if list(size or []) != [height, width]:
+        raise MaskError(f"{where}: RLE size {size} does not match the image {width}x{height}")
+    counts = rle["counts"]
+    if isinstance(counts, bytes):
+        counts = counts.decode("ascii")
+    runs = _decode_rle_string(counts) if isinstance(counts, str) else [int(c) for c in counts]
+    if any(r < 0 for r in runs) or sum(runs) != width * height:
+        raise MaskError(f"{where}: RLE counts do not cover {width}x{height} pixels")
+    # Runs alternate 0, 1, 0, ... starting with zeros, in column-major (Fortran) order.
+    values = np.zeros(len(runs), dtype=bool)
+    values[1::2] = True
+    flat = np.repeat(values, runs)
+    return flat.reshape(width, height).T.copy()
+
+
+def semantic_mask(width: int, height: int, annotation: dict, kind: str = "segm") -> np.ndarray:
+    """Mask of one COCO object (TGIF's ``segm`` and ``bbox`` masks).
+
+    Args:
+        width: width of the ORIGINAL image the annotation refers to (map the result to a
+            prepared image with `transform_mask`).
+        height: its height.
+        annotation: a COCO instance annotation: ``segmentation`` as polygons
+            (``[[x1, y1, x2, y2, ...], ...]``), uncompressed RLE (``{"counts": [int...],
+            "size": [h, w]}``) or compressed RLE (``counts`` a string); and ``bbox``
+            ``[x, y, w, h]``.
+        kind: ``segm`` (the segmentation) or ``bbox`` (the box as TGIF drew it: coordinates
+            truncated to int, both ends inclusive).
+
+    Returns:
+        ``(height, width)`` bool mask. Polygons are filled with PIL (boundary pixels included).
+
+    Raises:
+        MaskError: unknown kind, malformed annotation, or an empty result.
+    """
+    where = f"annotation {annotation.get('id', '?')}"
+    mask: np.ndarray
+    if kind == "bbox":
+        if len(annotation.get("bbox") or []) != 4:
+            raise MaskError(f"{where}: no [x, y, w, h] bbox")
+        # TGIF's create_mask_from_bbox: int() the box, then PIL's inclusive rectangle.
+        x, y, w, h = (int(float(v)) for v in annotation["bbox"])
+        x0, y0 = max(0, x), max(0, y)
+        x1, y1 = min(width, x + w + 1), min(height, y + h + 1)
+        mask = np.zeros((height, width), dtype=bool)
+        mask[y0:y1, x0:x1] = True
+    elif kind == "segm":
+        segm = annotation.get("segmentation")
+        if isinstance(segm, dict):
+            mask = _decode_rle(segm, width, height, where)
+        elif isinstance(segm, list) and segm:
+            canvas = Image.new("L", (width, height), 0)
+            draw = ImageDraw.Draw(canvas)
+            for poly in segm:
+                if len(poly) < 6 or len(poly) % 2:
+                    raise MaskError(f"{where}: polygon with {len(poly)} coordinates")
+                draw.polygon([float(v) for v in poly], fill=255, outline=255)
+            mask = np.asarray(canvas) > 0
+        else:
+            raise MaskError(f"{where}: segmentation is neither polygons nor RLE")
+    else:
+        raise MaskError(f"{where}: unknown mask kind {kind!r} (segm or bbox)")
+    if not mask.any():
+        raise MaskError(f"{where}: {kind} mask is empty in a {width}x{height} image")
+    return mask
+
+
+# --------------------------------------------------------------------------- files
+
+
+def to_image(mask: np.ndarray) -> Image.Image:
+    """Bool mask -> 8-bit L image with 0/255 (TGIF's on-disk format)."""
+    return Image.fromarray(mask.astype(np.uint8) * 255)
+
+
+def load_mask(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Read an 8-bit L (or 1-bit) 0/255 mask image.
+
+    Args:
+        path: the mask file.
+        size: expected ``(W, H)``, or None to accept any.
+
+    Returns:
+        ``(H, W)`` bool, True where the file is 255.
+
+    Raises:
+        MaskError: missing or undecodable file, wrong mode, values other than 0/255, or a
+            size other than ``size``; the message starts with the path.
+    """
+    try:
+        with Image.open(path) as image:
+            image.load()
+            mode = image.mode
+            array = np.asarray(image.convert("L")) if mode == "1" else np.asarray(image)
+    except FileNotFoundError as err:
+        raise MaskError(f"{path}: no such file") from err
+    except (OSError, SyntaxError, ValueError) as err:
+        raise MaskError(f"{path}: cannot decode mask ({err})") from err
+    if mode not in ("L", "1"):
+        raise MaskError(f"{path}: mask must be an 8-bit L (or 1-bit) image, got mode {mode}")
+    stray = array[(array != 0) & (array != 255)]
+    if stray.size:
+        raise MaskError(
+            f"{path}: mask has values other than 0 and 255 (e.g. {int(stray[0])}); "
+            "binary masks only (was it resized with interpolation or saved as JPEG?)"
+        )
+    if size is not None and (array.shape[1], array.shape[0]) != tuple(size):
+        raise MaskError(
+            f"{path}: mask is {array.shape[1]}x{array.shape[0]}, expected {size[0]}x{size[1]}"
+        )
+    return array == 255
+
+
+def transform_mask(mask: np.ndarray, scale: float, crop: tuple[int, int, int, int]) -> np.ndarray:
+    """Apply `dpgen.sources.prepare`'s resize and crop to a mask of the original image.
+
+    Args:
+        mask: ``(H, W)`` bool mask in original-image coordinates.
+        scale: `Prepared.scale`; the mask is resized with nearest neighbour to
+            `dpgen.sources.resized_size` (the size the image was resized to).
+        crop: `Prepared.crop`, in the resized image.
+
+    Returns:
+        ``(y1 - y0, x1 - x0)`` bool mask aligned with the prepared image.
+    """
+    height, width = mask.shape
+    new_w, new_h = resized_size((width, height), scale)
+    if (new_w, new_h) != (width, height):
+        mask = np.asarray(to_image(mask).resize((new_w, new_h), Image.Resampling.NEAREST)) > 0
+    x0, y0, x1, y1 = crop
+    if x0 < 0 or y0 < 0 or x1 > new_w or y1 > new_h:
+        raise MaskError(f"crop {crop} lies outside the resized {new_w}x{new_h} mask")
+    return np.ascontiguousarray(mask[y0:y1, x0:x1])
