@@ -22,7 +22,9 @@ from torch import nn
 _NOISEPRINT_PREFIXES = ("module.", "noiseprint.")
 
 
-def dncnn(in_channels: int = 3, out_channels: int = 64, width: int = 64, depth: int = 17) -> nn.Sequential:
+def dncnn(
+    in_channels: int = 3, out_channels: int = 64, width: int = 64, depth: int = 17
+) -> nn.Sequential:
     """DnCNN in Noiseprint++'s ``nn.Sequential`` numbering.
 
     Layer 1: conv (bias) + ReLU; layers 2..depth-1: conv (no bias) + BN + ReLU; layer depth:
@@ -79,7 +81,9 @@ class DiffusionPrint(
         self.backbone = dncnn(3, out_channels, width, depth)
         if out_channels == 1:
             self.projector = nn.Sequential(
-                nn.Flatten(), nn.Linear(patch_size * patch_size, embed_dim), nn.BatchNorm1d(embed_dim)
+                nn.Flatten(),
+                nn.Linear(patch_size * patch_size, embed_dim),
+                nn.BatchNorm1d(embed_dim),
             )
         else:
             self.projector = nn.Sequential(
@@ -137,5 +141,7 @@ class DiffusionPrint(
         model = cls(out_channels=cleaned["47.weight"].shape[0], input_divisor=256.0)
         missing, unexpected = model.backbone.load_state_dict(cleaned, strict=False)
         if missing or unexpected:
-            raise ValueError(f"{path}: key mismatch: missing {missing[:5]}, unexpected {unexpected[:5]}")
+            raise ValueError(
+                f"{path}: key mismatch: missing {missing[:5]}, unexpected {unexpected[:5]}"
+            )
         return model
