@@ -1,0 +1,100 @@
+"""Score a localizer on TGIF fakes: per-image F1 under both conventions, averaged per cell.
+
+A cell is a generator x mask type (bbox, segm, random), plus ``semantic`` = bbox and segm
+together, the paper's Table 2 grouping. Scores are means over fake images (TGIF's convention
+as the headline, TruFor's as the second column, see `dpeval.tgif.metrics`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+from tqdm.auto import tqdm
+
+from dpeval.tgif.metrics import CONVENTIONS, F1_FUNCTIONS, mean_f1
+from dpeval.tgif.reader import GENERATORS, MASK_GROUPS, MASK_TYPES, TGIFSample
+
+logger = logging.getLogger(__name__)
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of an image file."""
+    with Image.open(path) as im:
+        return np.array(im.convert("RGB"))  # a writable copy (torch.from_numpy)
+
+
+def load_mask(path: Path) -> np.ndarray:
+    """(H, W) 0/1 uint8 of a TGIF mask (8-bit, 0/255).
+
+    Raises:
+        ValueError: naming the file, when it holds other values than 0 and 255.
+    """
+    with Image.open(path) as im:
+        mask = np.asarray(im.convert("L"))
+    values = np.unique(mask)
+    if not set(values.tolist()) <= {0, 255}:
+        raise ValueError(
+            f"{path}: a TGIF mask must hold only 0 and 255, found {values[:8].tolist()}"
+        )
+    return (mask == 255).astype(np.uint8)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, image: np.ndarray, device: torch.device) -> np.ndarray:
+    """Probability map of one full image. ``image``: (H, W, 3) uint8 -> (H, W) float32 in [0, 1]."""
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].to(device)
+    return torch.sigmoid(model(x))[0, 0].float().cpu().numpy()
+
+
+def score_samples(
+    model: nn.Module, samples: Sequence[TGIFSample], device: torch.device, progress: bool = True
+) -> list[dict]:
+    """Per-image rows: the sample's keys and its F1 under each convention."""
+    model.eval()
+    rows = []
+    for s in tqdm(samples, desc="scoring", unit="image", disable=not progress):
+        prob = predict(model, load_rgb(s.image), device)
+        mask = load_mask(s.mask)
+        if prob.shape != mask.shape:
+            raise ValueError(
+                f"{s.image}: map {prob.shape} and mask {s.mask} {mask.shape} differ in size"
+            )
+        row = {
+            "split": s.split,
+            "category": s.category,
+            "image_id": s.image_id,
+            "generator": s.generator,
+            "mask_type": s.mask_type,
+            "variation": s.variation,
+            "image": str(s.image),
+        }
+        row.update({conv: F1_FUNCTIONS[conv](prob, mask) for conv in CONVENTIONS})
+        rows.append(row)
+    return rows
+
+
+def aggregate(rows: Sequence[dict]) -> tuple[dict, dict]:
+    """Mean F1 per convention x generator x cell, and the number of images per cell.
+
+    Cells are the mask types and the groups of `MASK_GROUPS` (``semantic``, ``random``);
+    a cell without images is NaN (``null`` in JSON) with count 0.
+
+    Returns:
+        ``(f1, n)`` with ``f1[convention][generator][cell]`` and ``n[generator][cell]``.
+    """
+    cells = {**{t: (t,) for t in MASK_TYPES}, **MASK_GROUPS}
+    f1: dict = {conv: {g: {} for g in GENERATORS} for conv in CONVENTIONS}
+    n: dict = {g: {} for g in GENERATORS}
+    for gen in GENERATORS:
+        for cell, types in cells.items():
+            picked = [r for r in rows if r["generator"] == gen and r["mask_type"] in types]
+            n[gen][cell] = len(picked)
+            for conv in CONVENTIONS:
+                f1[conv][gen][cell] = mean_f1(r[conv] for r in picked)
+    return f1, n

@@ -1,0 +1,137 @@
+"""Results of a TGIF run: the Table 2-shaped markdown, the delta to a baseline, the JSON, a figure.
+
+The table has one row per run and, like the paper's Table 2, one column per generator under
+semantic masks and again under random masks, plus their means; F1 in percent. One table per
+convention, TGIF's first (the headline). With a baseline run, its row and the delta row
+(this run minus the baseline, in points) are added.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from dpeval.tgif.evaluate import load_mask, load_rgb
+from dpeval.tgif.metrics import CONVENTIONS
+from dpeval.tgif.reader import GENERATORS, MASK_GROUPS, TGIFSample
+
+CONVENTION_TITLES = {
+    "tgif": "TGIF convention (headline): F1 of map > 0.5 over all pixels, 1 when mask and prediction are both empty",
+    "trufor": "TruFor convention: mask border excluded (15-px erosion / 11-px dilation), max of F1(map) and F1(1 - map)",
+}
+
+
+def _row_values(f1: dict, convention: str) -> list[float]:
+    """Cells in column order: per group, each generator then the mean over generators."""
+    values = []
+    for group in MASK_GROUPS:
+        cells = [f1[convention][g][group] for g in GENERATORS]
+        finite = [c for c in cells if c is not None and not math.isnan(c)]
+        values += cells + [float(np.mean(finite)) if finite else math.nan]
+    return [math.nan if v is None else v for v in values]
+
+
+def _fmt(value: float, signed: bool = False) -> str:
+    if math.isnan(value):
+        return "–"
+    return f"{100 * value:+.1f}" if signed else f"{100 * value:.1f}"
+
+
+def markdown_table(results: dict, baseline: dict | None = None) -> str:
+    """Both conventions' tables for ``results`` (and ``baseline``), as markdown.
+
+    Args:
+        results: a run's results (`results_json`'s structure).
+        baseline: another run's results, for its row and the delta row.
+    """
+    header = ["run"] + [
+        f"{group} {title}" for group in MASK_GROUPS for title in [*GENERATORS.values(), "mean"]
+    ]
+    lines = []
+    for conv in CONVENTIONS:
+        lines += [f"**F1@0.5 (%), {CONVENTION_TITLES[conv]}; fake images, mean per image**", ""]
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        runs = [(results["name"], _row_values(results["f1"], conv))]
+        if baseline is not None:
+            runs.append((f"{baseline['name']} (baseline)", _row_values(baseline["f1"], conv)))
+        for name, values in runs:
+            lines.append("| " + " | ".join([name] + [_fmt(v) for v in values]) + " |")
+        if baseline is not None:
+            delta = [a - b for a, b in zip(runs[0][1], runs[1][1], strict=True)]
+            lines.append(
+                "| " + " | ".join(["Δ vs baseline"] + [_fmt(v, signed=True) for v in delta]) + " |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _jsonable(value):
+    """NaN -> None recursively (strict JSON)."""
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def results_json(results: dict) -> str:
+    """Strict JSON of a results dict (NaN written as null)."""
+    return json.dumps(_jsonable(results), indent=2)
+
+
+def load_results(path: str | Path) -> dict:
+    """A results JSON written by `dpeval tgif` (for ``--baseline``).
+
+    Raises:
+        ValueError: naming the file when it is not such a results file.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: cannot read results JSON: {err}") from None
+    if not isinstance(data, dict) or "f1" not in data or set(data["f1"]) != set(CONVENTIONS):
+        raise ValueError(f"{path}: not a dpeval tgif results file (needs 'f1' with {CONVENTIONS})")
+    return data
+
+
+def qualitative_figure(
+    samples: Sequence[TGIFSample], maps: Sequence[np.ndarray], path: str | Path, title: str
+) -> Path:
+    """Save a figure: per sample, the input with its mask outlined, and the predicted map.
+
+    Args:
+        samples: test fakes.
+        maps: their (H, W) probability maps, in order.
+        path: output image (PNG).
+        title: figure title (the run's name).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = len(samples)
+    fig, axes = plt.subplots(rows, 2, figsize=(5, 2.4 * rows), squeeze=False)
+    for ax_row, sample, prob in zip(axes, samples, maps, strict=True):
+        ax_row[0].imshow(load_rgb(sample.image))
+        ax_row[0].contour(load_mask(sample.mask), levels=[0.5], colors="red", linewidths=1)
+        ax_row[0].set_title(
+            f"{GENERATORS[sample.generator]}, {sample.mask_type}, {sample.image_id}", fontsize=7
+        )
+        ax_row[1].imshow(prob, vmin=0, vmax=1, cmap="RdBu_r")
+        ax_row[1].set_title("map (> 0.5 = inpainted)", fontsize=7)
+        for ax in ax_row:
+            ax.axis("off")
+    fig.suptitle(title, fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / rows))  # room for the title
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,104 @@
+"""`dpeval tgif` end to end on the TGIF-shaped fixture (CPU, tiny models, a few steps)."""
+
+import json
+import logging
+
+import pytest
+import torch
+
+from dpeval.cli import main
+from dpeval.extractors import load_extractor
+from dpeval.tgif.reader import GENERATORS
+from dptrain.model import dncnn
+
+
+def _args(extractor, data, seg, out, *extra):
+    return [
+        "tgif", "--extractor", str(extractor), "--data", str(data), "--output-dir", str(out),
+        "--rgb-encoder", str(seg), "--rgb-encoder-init", "random", "--crop-size", "32",
+        "--batch-size", "3", "--effective-batch", "6", "--num-workers", "0", "--figure-images", "2",
+        *extra,
+    ]  # fmt: skip
+
+
+def test_noiseprint_formats_load_through_the_extractor_path(tmp_path):
+    torch.manual_seed(0)
+    state = dncnn(3, 1).state_dict()  # Noiseprint++'s shape: C = 1
+    torch.save({"network": state, "global_step": 39}, tmp_path / "noiseprint++.th")  # TruFor
+    torch.save({f"noiseprint.{k}": v for k, v in state.items()}, tmp_path / "np++.pth")  # MMFusion
+    x = torch.randint(0, 256, (1, 3, 24, 24), dtype=torch.uint8)
+    maps = []
+    for name in ("noiseprint++.th", "np++.pth"):
+        ext = load_extractor(f"noiseprint++:{tmp_path / name}")
+        assert ext.out_channels == 1 and ext.model.input_divisor == 256.0
+        maps.append(ext.extract(x))
+    torch.testing.assert_close(maps[0], maps[1])
+    with pytest.raises(ValueError, match="47.weight"):
+        torch.save({"0.weight": state["0.weight"]}, tmp_path / "bad.pth")
+        load_extractor(f"noiseprint++:{tmp_path / 'bad.pth'}")
+
+
+def test_end_to_end_json_baseline_and_resume(
+    tgif_root, tiny_extractor_dir, tiny_segformer_dir, tmp_path, capsys, caplog
+):
+    caplog.set_level(logging.INFO)
+    run_a = tmp_path / "a"
+    assert (
+        main(
+            _args(
+                tiny_extractor_dir,
+                tgif_root,
+                tiny_segformer_dir,
+                run_a,
+                "--max-steps",
+                "2",
+                "--json",
+            )
+        )
+        == 0
+    )
+    results = json.loads(capsys.readouterr().out)
+    # the reader's counts per split are logged and kept
+    assert "validation" in caplog.text and "originals" in caplog.text
+    assert results["reader"]["counts"]["training"]["sd2"] == {"bbox": 3, "segm": 3, "random": 3}
+    for conv in ("tgif", "trufor"):
+        for gen in GENERATORS:
+            for cell in ("bbox", "segm", "random", "semantic"):
+                assert 0.0 <= results["f1"][conv][gen][cell] <= 1.0
+    assert results["n_images"]["flux1dev"] == {"bbox": 2, "segm": 2, "random": 2, "semantic": 4}
+    assert results["training"]["steps"] == 2 and results["training"]["best_step"] in (1, 2)
+    for name in (
+        "results.json",
+        "per_image.jsonl",
+        "table.md",
+        "qualitative.png",
+        "best/model.safetensors",
+    ):
+        assert (run_a / name).is_file()
+    assert [p.name for p in run_a.glob("checkpoint-*")] == ["checkpoint-2"]
+
+    # resume: continues from checkpoint-2 to step 3, with a baseline for the delta row
+    run_args = _args(tiny_extractor_dir, tgif_root, tiny_segformer_dir, run_a, "--max-steps", "3")
+    assert (
+        main(
+            [
+                *run_args,
+                "--resume-from-checkpoint",
+                "latest",
+                "--baseline",
+                str(run_a / "results.json"),
+                "--name",
+                "resumed",
+            ]
+        )
+        == 0
+    )
+    table = capsys.readouterr().out
+    assert "resumed from" not in table and "checkpoint-2" in caplog.text
+    assert [p.name for p in run_a.glob("checkpoint-*")] == ["checkpoint-3"]
+    assert (
+        table.count("Δ vs baseline") == 2
+        and "TruFor convention" in table
+        and "TGIF convention" in table
+    )
+    assert "| resumed |" in table and "(baseline) |" in table

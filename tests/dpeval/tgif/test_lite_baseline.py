@@ -1,0 +1,73 @@
+import numpy as np
+import pytest
+import torch
+from transformers import SegformerConfig, SegformerModel
+
+from dpeval.tgif.augment import IGNORE, augment
+from dpeval.tgif.finetune import masked_bce
+from dpeval.tgif.lite_baseline import LiteBaseline, load_rgb_encoder
+from dptrain.model import DiffusionPrint
+
+from .conftest import TINY_SEGFORMER
+
+
+def _tiny_model(c: int = 4) -> LiteBaseline:
+    torch.manual_seed(0)
+    rgb = SegformerModel(SegformerConfig(**TINY_SEGFORMER))
+    return LiteBaseline(rgb, DiffusionPrint(out_channels=c, width=8, depth=3))
+
+
+def test_output_has_input_size_and_only_the_extractor_is_frozen():
+    model = _tiny_model().train()
+    x = torch.randint(0, 256, (2, 3, 45, 70), dtype=torch.uint8)  # odd sizes, not multiples of 32
+    logits = model(x)
+    assert logits.shape == (2, 1, 45, 70)
+    assert not model.extractor.training  # frozen BN even in train mode
+    before = {k: v.clone() for k, v in model.extractor.state_dict().items()}
+    masked_bce(logits, torch.randint(0, 2, (2, 45, 70))).backward()
+    assert all(p.grad is None for p in model.extractor.parameters())
+    assert all(not p.requires_grad for p in model.extractor.parameters())
+    for part in (model.rgb_encoder, model.modality, model.fuse, model.decoder):
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in part.parameters())
+    assert all(torch.equal(before[k], v) for k, v in model.extractor.state_dict().items())
+
+
+def test_modality_stream_matches_segformer_scales():
+    model = _tiny_model()
+    modal = model.modality(torch.zeros(1, 4, 50, 37))
+    rgb = model.rgb_encoder(torch.zeros(1, 3, 50, 37), output_hidden_states=True).hidden_states
+    assert [m.shape for m in modal] == [r.shape for r in rgb]
+
+
+def test_mit_b2_paper_size():
+    """MiT-B2 + C = 64: the paper says ~36M parameters; this design has 37.6M."""
+    model = LiteBaseline(load_rgb_encoder("nvidia/mit-b2", "random"), DiffusionPrint())
+    assert model.modality.stages[-1][-1].body[0].in_channels == 512
+    n = sum(p.numel() for p in model.parameters())
+    assert 35e6 < n < 39e6
+
+
+def test_imagenet_init_fails_loudly_when_unreachable(tmp_path):
+    SegformerConfig(**TINY_SEGFORMER).save_pretrained(tmp_path)  # config but no weights
+    with pytest.raises(OSError, match="--rgb-encoder-init random"):
+        load_rgb_encoder(str(tmp_path), "imagenet")
+    assert load_rgb_encoder(str(tmp_path), "random").config.hidden_sizes == [16, 32, 40, 64]
+
+
+def test_augment_pads_with_ignore_and_keeps_size():
+    rng = np.random.default_rng(0)
+    image = np.full((20, 30, 3), 200, np.uint8)
+    mask = np.zeros((20, 30), np.uint8)
+    mask[5:10, 5:10] = 1
+    seen_pad = False
+    for _ in range(20):
+        img, m = augment(image, mask, 48, rng)
+        assert img.shape == (48, 48, 3) and img.dtype == np.uint8 and m.shape == (48, 48)
+        assert set(np.unique(m)) <= {IGNORE, 0, 1}
+        seen_pad |= bool((m == IGNORE).any())
+    assert seen_pad
+    # the loss ignores padded pixels
+    logits = torch.zeros(1, 1, 2, 2)
+    assert masked_bce(logits, torch.tensor([[[1, IGNORE], [IGNORE, IGNORE]]])) == pytest.approx(
+        np.log(2)
+    )
