@@ -8,6 +8,8 @@ from typing import Any
 
 from huggingface_hub import HfApi, ModelCard, ModelCardData
 
+from dpgen.schema import REAL
+
 #: The files of a trained model (checkpoints and metrics stay local).
 MODEL_FILES = ("model.safetensors", "config.json", "README.md")
 
@@ -30,6 +32,8 @@ def write_model_card(
         library_name="diffusionprint",
         license="apache-2.0",
         tags=["image-forensics", "inpainting-localization", "diffusionprint"],
+        # read by `dpeval probe` to report in-domain accuracy without --in-domain
+        training_generators=[n for n in class_names if n != REAL],
     )
     metrics = "\n".join(f"| {k} | {v:.4f} |" for k, v in final_metrics.items())
     counts_md = "\n".join(f"| {k} | {v:,} |" for k, v in counts.items())

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from datasets import load_from_disk
+from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
 from dptrain import card
@@ -38,6 +40,10 @@ def launch(*args: str) -> subprocess.CompletedProcess:
     return proc
 
 
+def tiny_build_generators(build) -> list[str]:
+    return load_from_disk(str(build))["pairs"].features["generator"].names
+
+
 def test_tiny_cli_run_writes_a_loadable_model(tiny_build, tmp_path):
     out = tmp_path / "out"
     proc = launch(
@@ -55,6 +61,9 @@ def test_tiny_cli_run_writes_a_loadable_model(tiny_build, tmp_path):
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in logged)
     text = (out / "README.md").read_text()
     assert "anchor_rows" in text and "infonce" in text and "library_name: diffusionprint" in text
+    # the generators it was trained on, for dpeval's in-domain accuracy
+    trained = ModelCard.load(out / "README.md").data.to_dict()["training_generators"]
+    assert trained == [n for n in tiny_build_generators(tiny_build) if n != "real"]
     # --checkpoints-total-limit 2 of the tiny preset, a checkpoint every 10 steps
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-10", "checkpoint-20"]
 

@@ -1,0 +1,288 @@
+"""Linear probe of frozen features: real vs generated on a `dpgen evalset` (paper Sec. 4.1).
+
+Embeddings are the backbone's global-average-pooled features (the projector is not used). A
+logistic regression is fitted on standardised embeddings of a stratified 70 % of the patches and
+scored on the other 30 %: overall accuracy, in-domain accuracy (the generators the extractor was
+trained on, paper Table 1's "IID"), accuracy per source, and the confusion matrix.
+
+In-domain accuracy is measured on the test patches whose producer is an in-domain generator
+(generated and latent-reconstructed alike) plus the pristine real patches, which belong to every
+domain. A producer is in-domain when its name, or the label of the generator manifest of that
+name (``tiny-sd21`` -> ``sd21``), is in the in-domain list.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from datasets import load_from_disk
+
+from dpeval.extractors import Extractor
+from dpeval.logistic import LogisticRegression, Standardizer
+from dpgen import manifest
+from dpgen.schema import EVAL, EVAL_KINDS, patch_array
+
+logger = logging.getLogger(__name__)
+
+LABELS = ("real", "generated")
+#: Key of the training generators in the model card's YAML metadata (written by dptrain).
+CARD_KEY = "training_generators"
+CARD_SECTION = "## Linear probe"
+
+
+@dataclass
+class ProbeConfig:
+    """Settings of one probe run.
+
+    Attributes:
+        test_fraction: share of every (kind, source) stratum held out for scoring.
+        seed: seeds the split.
+        C: inverse L2 strength of the logistic regression (scikit-learn's default 1.0).
+        batch_size: patches per forward pass of the extractor.
+        progress: show a progress bar during feature extraction.
+    """
+
+    test_fraction: float = 0.3
+    seed: int = 0
+    C: float = 1.0
+    batch_size: int = 512
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0 < self.test_fraction < 1:
+            raise ValueError(f"test_fraction must lie in (0, 1), got {self.test_fraction}")
+
+
+@dataclass
+class ProbeResult:
+    """Accuracies in [0, 1] on the held-out split.
+
+    Attributes:
+        model: the extractor spec.
+        overall: accuracy on every test patch.
+        in_domain: accuracy on the in-domain test patches (see the module docstring), or
+            None when no in-domain generator is known or none is in the evaluation set.
+        in_domain_generators: the list it was computed for.
+        per_source: ``"<kind>/<source>"`` -> accuracy.
+        confusion: 2x2 counts, rows true ``LABELS``, columns predicted.
+        n_train, n_test: patches in each split.
+        fit_seconds: time of the logistic-regression fit.
+    """
+
+    model: str
+    overall: float
+    in_domain: float | None
+    in_domain_generators: list[str]
+    per_source: dict[str, float]
+    confusion: list[list[int]]
+    n_train: int
+    n_test: int
+    fit_seconds: float
+    labels: list[str] = field(default_factory=lambda: list(LABELS))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def to_markdown(self) -> str:
+        """The result as Markdown tables (the screen output and the model-card section)."""
+        pct = lambda v: "n/a" if v is None else f"{100 * v:.2f}"  # noqa: E731
+        in_dom = ", ".join(self.in_domain_generators) or "none known"
+        lines = [
+            f"Linear probe of `{self.model}`: {self.n_train:,} train / {self.n_test:,} test patches.",
+            "",
+            "| metric | accuracy (%) |",
+            "|---|---|",
+            f"| overall | {pct(self.overall)} |",
+            f"| in-domain ({in_dom}) | {pct(self.in_domain)} |",
+        ]
+        lines += [f"| {key} | {pct(acc)} |" for key, acc in self.per_source.items()]
+        (tn, fp), (fn, tp) = self.confusion
+        lines += [
+            "",
+            "| true \\ predicted | real | generated |",
+            "|---|---|---|",
+            f"| real | {tn} | {fp} |",
+            f"| generated | {fn} | {tp} |",
+        ]
+        return "\n".join(lines)
+
+
+def stratified_split(strata: list[str], test_fraction: float, seed: int) -> np.ndarray:
+    """Boolean test mask holding out ``round(test_fraction * n)`` of every stratum at random.
+
+    Every stratum of two or more patches keeps at least one patch on each side.
+    """
+    rng = np.random.default_rng(seed)
+    strata_arr = np.asarray(strata)
+    test = np.zeros(len(strata_arr), dtype=bool)
+    for value in sorted(set(strata)):
+        idx = np.flatnonzero(strata_arr == value)
+        n_test = int(round(test_fraction * len(idx)))
+        if len(idx) >= 2:
+            n_test = min(max(n_test, 1), len(idx) - 1)
+        test[rng.permutation(idx)[:n_test]] = True
+    return test
+
+
+def _producer_labels(sources: set[str]) -> dict[str, str]:
+    """Manifest label of each source that names a shipped generator manifest."""
+    known = manifest.available_generators()
+    return {s: manifest.load_manifest(known[s]).label for s in sources if s in known}
+
+
+def in_domain_mask(sources: list[str], kinds: list[str], in_domain: list[str]) -> np.ndarray:
+    """Patches of in-domain producers plus pristine real patches (see the module docstring)."""
+    wanted = set(in_domain)
+    labels = _producer_labels(set(sources))
+    producer_in = {s: s in wanted or labels.get(s) in wanted for s in set(sources)}
+    return np.array(
+        [kind == "pristine" or producer_in[src] for src, kind in zip(sources, kinds, strict=True)]
+    )
+
+
+def read_training_generators(model: str) -> list[str] | None:
+    """The generators a local DiffusionPrint folder was trained on, from its model card.
+
+    dptrain writes them as the list ``training_generators`` in the YAML metadata of the folder's
+    README.md. Returns None when the folder, the card or the key is missing.
+    """
+    card = Path(model) / "README.md"
+    if not card.is_file():
+        return None
+    from huggingface_hub import ModelCard  # imported here: only local cards are read
+
+    value = ModelCard.load(card).data.to_dict().get(CARD_KEY)
+    if value is None:
+        return None
+    if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+        raise ValueError(f"{card}: {CARD_KEY} must be a list of generator names, got {value!r}")
+    return value
+
+
+def load_evalset(path: str | Path) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+    """Read an evaluation set saved by ``dpgen evalset``.
+
+    Returns:
+        patches (N, 3, P, P) uint8, labels (N,) int64 (0 real, 1 generated), sources, kinds.
+
+    Raises:
+        ValueError: naming the folder when it is not an evaluation set.
+    """
+    try:
+        data = load_from_disk(str(path))
+    except (FileNotFoundError, ValueError) as err:
+        raise ValueError(f"{path}: not a dataset saved by dpgen evalset: {err}") from None
+    if EVAL not in data:
+        raise ValueError(f"{path}: no split {EVAL!r} (found {list(data)}); run dpgen evalset")
+    table = data[EVAL].data
+    kinds = table.column("kind").to_pylist()
+    unknown = set(kinds) - set(EVAL_KINDS)
+    if unknown:
+        raise ValueError(f"{path}: unknown kind(s) {sorted(unknown)}; expected {EVAL_KINDS}")
+    labels = table.column("label").to_numpy().astype(np.int64)
+    return patch_array(table.column("patch")), labels, table.column("source").to_pylist(), kinds
+
+
+def _accuracy(pred: np.ndarray, true: np.ndarray) -> float:
+    return float((pred == true).mean())
+
+
+def run_probe(
+    extractor: Extractor,
+    data: str | Path,
+    in_domain: list[str] | None,
+    config: ProbeConfig | None = None,
+) -> ProbeResult:
+    """Probe ``extractor`` on the evaluation set at ``data``.
+
+    Args:
+        extractor: the frozen feature extractor (see `dpeval.extractors.load_extractor`).
+        data: folder of a ``dpgen evalset``.
+        in_domain: generator names or labels the extractor was trained on (None: unknown,
+            no in-domain accuracy).
+        config: split, regularisation and batching settings.
+
+    Raises:
+        ValueError: when the evaluation set lacks real or generated patches.
+        RuntimeError: when the extractor's weights changed during probing.
+    """
+    config = config or ProbeConfig()
+    patches, labels, sources, kinds = load_evalset(data)
+    if len(np.unique(labels)) != 2:
+        raise ValueError(f"{data}: the probe needs both real and generated patches")
+    before = extractor.fingerprint()
+    feats = extractor.pool_all(patches, config.batch_size, config.progress)  # (N, C)
+    if extractor.fingerprint() != before:
+        raise RuntimeError(f"{extractor.name}: backbone weights changed during probing")
+
+    strata = [f"{k}/{s}" for k, s in zip(kinds, sources, strict=True)]
+    test = stratified_split(strata, config.test_fraction, config.seed)
+    scaler = Standardizer().fit(feats[~test])
+    start = time.perf_counter()
+    clf = LogisticRegression(C=config.C).fit(scaler.transform(feats[~test]), labels[~test])
+    fit_seconds = time.perf_counter() - start
+    logger.info("logistic regression: %d iterations, %.2f s", clf.n_iter_, fit_seconds)
+    pred = clf.predict(scaler.transform(feats[test]))
+    true = labels[test]
+
+    test_strata = np.asarray(strata)[test]
+    per_source = {
+        key: _accuracy(pred[test_strata == key], true[test_strata == key])
+        for key in sorted(set(test_strata.tolist()))
+    }
+    in_dom_acc = None
+    if in_domain:
+        mask = in_domain_mask(
+            [s for s, t in zip(sources, test, strict=True) if t],
+            [k for k, t in zip(kinds, test, strict=True) if t],
+            in_domain,
+        )
+        # Pristine patches alone are no in-domain measure: require an in-domain producer.
+        has_producer = bool((mask & (true == 1)).any())
+        in_dom_acc = _accuracy(pred[mask], true[mask]) if has_producer else None
+    confusion = np.zeros((2, 2), dtype=np.int64)
+    np.add.at(confusion, (true, pred), 1)
+    return ProbeResult(
+        model=extractor.name,
+        overall=_accuracy(pred, true),
+        in_domain=in_dom_acc,
+        in_domain_generators=list(in_domain or []),
+        per_source=per_source,
+        confusion=confusion.tolist(),
+        n_train=int((~test).sum()),
+        n_test=int(test.sum()),
+        fit_seconds=fit_seconds,
+    )
+
+
+def update_card(model_dir: str | Path, result: ProbeResult, data: str | Path) -> Path:
+    """Write the probe's tables into the "Linear probe" section of ``model_dir``/README.md.
+
+    The section is replaced when present (up to the next ``## `` heading), appended otherwise.
+
+    Raises:
+        ValueError: when ``model_dir`` has no README.md (only dptrain's local folders do).
+    """
+    card = Path(model_dir) / "README.md"
+    if not card.is_file():
+        raise ValueError(
+            f"{card}: no model card to update (--update-card needs a local dptrain folder)"
+        )
+    section = f"{CARD_SECTION}\n\nEvaluation set `{data}`.\n\n{result.to_markdown()}\n"
+    text = card.read_text()
+    pattern = re.compile(rf"^{re.escape(CARD_SECTION)}\n.*?(?=^## |\Z)", re.M | re.S)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section + "\n", text, count=1).rstrip() + "\n"
+    else:
+        text = text.rstrip() + "\n\n" + section
+    card.write_text(text)
+    return card

@@ -1,0 +1,78 @@
+"""dpgen evalset: kinds, labels and caps from tiny pipelines; overlap refusal; the grid."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from datasets import Dataset, DatasetDict, load_from_disk
+from PIL import Image
+
+from dpgen import cli
+from dpgen.evalset import EvalsetConfig, EvalsetError, build_evalset, full_grid
+from dpgen.schema import EVAL, IMAGES, patch_array
+
+
+def test_full_grid_is_non_overlapping_and_inside() -> None:
+    grid = full_grid(100, 70, 32)
+    assert (grid.rows, grid.cols) == (2, 3)
+    boxes = [c.box for c in grid.cells]
+    assert boxes[0] == (0, 1, 32, 33) and all(b[2] <= 100 and b[3] <= 70 for b in boxes)
+
+
+def _folder(path, n: int, seed: int) -> str:
+    path.mkdir()
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (40, 72, 3), dtype=np.uint8)).save(path / f"im{i}.png")
+    return str(path)
+
+
+def test_folders_and_tiny_pipeline(tmp_path) -> None:
+    real = _folder(tmp_path / "real", 2, 0)
+    config = EvalsetConfig(
+        out=str(tmp_path / "eval"),
+        generators=["tiny-sd21"],
+        generated={"mj": _folder(tmp_path / "mj", 3, 1)},
+        reconstruct=real,
+        pristine=real,
+        num_generated=2,
+        patch_size=16,
+        image_size=64,
+        max_per_source=10,
+    )
+    counts = build_evalset(config)
+    assert counts == {
+        "latent-reconstructed/tiny-sd21": 10,
+        "pristine/real": 10,
+        "generated/mj": 10,
+        "generated/tiny-sd21": 10,
+    }
+    ds = load_from_disk(str(tmp_path / "eval"))[EVAL]
+    kinds, labels = ds["kind"], ds["label"]
+    assert all((k == "generated") == bool(lab) for k, lab in zip(kinds, labels, strict=True))
+    assert patch_array(ds.data.column("patch")).shape == (40, 3, 16, 16)
+    assert len(set(ds["patch_id"])) == 40
+    pristine = ds.filter(lambda r: r["kind"] == "pristine")
+    assert all(i.startswith("real/im") for i in pristine["image_id"])
+
+
+def test_refuses_overlap_with_training_build(tmp_path) -> None:
+    real = _folder(tmp_path / "real", 2, 0)
+    train = Dataset.from_dict({"image_id": ["real/im1", "real/other"]})
+    DatasetDict({IMAGES: train}).save_to_disk(str(tmp_path / "build"))
+    config = EvalsetConfig(
+        out=str(tmp_path / "eval"),
+        generated={"mj": real},
+        pristine=real,
+        patch_size=16,
+        image_size=64,
+        train_data=str(tmp_path / "build"),
+    )
+    with pytest.raises(EvalsetError, match="real/im1"):
+        build_evalset(config)
+
+
+def test_cli_errors(tmp_path) -> None:
+    assert cli.main(["evalset", "--out", str(tmp_path / "e"), "--pristine", "x"]) == 2
+    with pytest.raises(SystemExit, match="NAME=PATH"):
+        cli.main(["evalset", "--out", str(tmp_path / "e"), "--generated", "nope"])
