@@ -9,9 +9,24 @@ OUT=${DEMO_OUT:-demo-out}
 rm -rf "$OUT"
 set -x
 
+# The bundled photographs, split by source photograph (hubble_deep_field_crop is a crop of
+# hubble_deep_field) so that the probe's images are not the training images.
+python -c "
+import shutil
+from pathlib import Path
+from dpgen.sources import bundled_photos_dir
+held_out = ('hubble', 'retina', 'ihc')
+for p in sorted(bundled_photos_dir().iterdir()):
+    if p.suffix.lower() in ('.jpg', '.png'):
+        part = 'eval' if p.stem.startswith(held_out) else 'train'
+        (Path('$OUT') / f'photos-{part}').mkdir(parents=True, exist_ok=True)
+        shutil.copy(p, Path('$OUT') / f'photos-{part}')
+"
+
 # 1. dpgen: inpaint 4 real photos with each tiny generator, plus 4 generated images per
 #    generator (made by its text-to-image pipeline), cut the paired patches, check the counts.
-dpgen build --generators tiny-sd21,tiny-sdxl,tiny-flux --num-images 4 --out "$OUT/build"
+dpgen build --generators tiny-sd21,tiny-sdxl,tiny-flux --real "$OUT/photos-train" \
+    --num-images 4 --out "$OUT/build"
 dpgen info "$OUT/build"
 
 # 2. dptrain: a short MoCo-style pretraining run; weights + config.json + model card.
@@ -24,6 +39,16 @@ model = DiffusionPrint.from_pretrained('$OUT/model').eval()
 x = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
 print('loaded', type(model).__name__, 'extract ->', tuple(model.extract(x).shape))
 "
+
+# 3. dpeval probe and spectra: an evaluation set from the held-out photos (pristine and
+#    VAE-reconstructed) and 8 text-to-image images per generator; a linear probe on the frozen
+#    GAP features of the trained model and of a random-init one; Fig. 3-style spectra.
+dpgen evalset --generators tiny-sd21,tiny-sdxl,tiny-flux --reconstruct "$OUT/photos-eval" \
+    --pristine "$OUT/photos-eval" --num-generated 8 --image-size 256 \
+    --train-data "$OUT/build" --out "$OUT/eval"
+dpeval probe --model "$OUT/model" --data "$OUT/eval" --update-card
+dpeval probe --model random --data "$OUT/eval" --in-domain sd21,sdxl,flux
+dpeval spectra --data "$OUT/build" --out "$OUT/spectra"
 
 # 4. dpeval tgif: a TGIF-shaped fixture (TGIF's folder and file names; fakes inpainted by the
 #    tiny pipelines), Lite Baseline (MiT-B2, random init: no download) fine-tuned with the
