@@ -47,7 +47,14 @@ dpgen evalset --generators tiny-sd21,tiny-sdxl,tiny-flux --reconstruct "$OUT/pho
     --pristine "$OUT/photos-eval" --num-generated 8 --image-size 256 \
     --train-data "$OUT/build" --out "$OUT/eval"
 dpeval probe --model "$OUT/model" --data "$OUT/eval" --update-card
-dpeval probe --model random --data "$OUT/eval" --in-domain sd21,sdxl,flux
+# the same architecture with random weights, for comparison
+python -c "
+import json, torch
+from dptrain.model import DiffusionPrint
+torch.manual_seed(0)
+DiffusionPrint(**json.load(open('$OUT/model/config.json'))).save_pretrained('$OUT/random-init')
+"
+dpeval probe --model "$OUT/random-init" --data "$OUT/eval" --in-domain sd21,sdxl,flux
 dpeval spectra --data "$OUT/build" --out "$OUT/spectra"
 
 # 4. dpeval tgif: a TGIF-shaped fixture (TGIF's folder and file names; fakes inpainted by the
