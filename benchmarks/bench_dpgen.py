@@ -53,7 +53,7 @@ def pipeline_share(images: int, workdir: Path) -> None:
     print(f"  outside-pipeline share: {outside / stats.wall_seconds:.1%} (target <= 10%)")
 
 
-def extraction_rate(workdir: Path, repeats: int = 40) -> None:
+def extraction_rate(workdir: Path, repeats: int = 200) -> None:
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
     size, patch = 512, 64
