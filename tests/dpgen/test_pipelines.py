@@ -32,15 +32,6 @@ TINY = ("tiny-sd21", "tiny-sdxl", "tiny-flux")
 W, H = 128, 96  # not square, to catch a swapped width/height; a multiple of 16
 
 
-@pytest.fixture(scope="module", autouse=True)
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One cache for the session's dpgen tests (shared with test_tiny.py)."""
-    root = tmp_path_factory.getbasetemp() / "dpgen-cache"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DPGEN_CACHE", str(root))
-        yield root
-
-
 @pytest.fixture(scope="module")
 def generators(cache: Path) -> dict[str, Generator]:
     return {spec.name: Generator(spec) for spec in resolve_generators(list(TINY))}

@@ -29,15 +29,6 @@ EXPECTED = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One cache for the session's dpgen tests (shared with test_pipelines.py)."""
-    root = tmp_path_factory.getbasetemp() / "dpgen-cache"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DPGEN_CACHE", str(root))
-        yield root
-
-
 def state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return module.state_dict()
 
