@@ -140,14 +140,8 @@ def full_grid(width: int, height: int, patch: int) -> Grid:
 
 def _chunk(image: Image.Image, image_id: str, kind: str, source: str, patch: int) -> _Chunk:
     grid = full_grid(*image.size, patch)
-    patches = extract_patches(np.asarray(image.convert("RGB")), grid)  # (N, P, P, 3)
-    return _Chunk(
-        image_id,
-        kind,
-        source,
-        np.ascontiguousarray(patches.transpose(0, 3, 1, 2)),
-        [c.box for c in grid.cells],
-    )
+    patches = extract_patches(np.asarray(image.convert("RGB")), grid)  # (N, 3, P, P)
+    return _Chunk(image_id, kind, source, patches, [c.box for c in grid.cells])
 
 
 def _prepared(refs: list[sources.SourceRef], config: EvalsetConfig, multiple: int):

@@ -184,23 +184,24 @@ def outside_grid(
 
 
 def extract_patches(image: np.ndarray, grid: Grid) -> np.ndarray:
-    """Cut the grid's patches out of an image.
+    """Cut the grid's patches out of an image, channels first (the schema's layout).
 
     Args:
         image: ``(H, W, 3)`` uint8 RGB.
         grid: from `inside_grid` / `outside_grid` on a mask of the same ``(H, W)``.
 
     Returns:
-        ``(N, P, P, 3)`` uint8, C-contiguous, ``N = len(grid.cells)``, in ``grid.cells`` order.
+        ``(N, 3, P, P)`` uint8, C-contiguous, ``N = len(grid.cells)``, in ``grid.cells`` order.
     """
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"image must be (H, W, 3) uint8, got {image.dtype}{image.shape}")
     p = grid.patch
-    if not grid.cells:
-        return np.empty((0, p, p, 3), dtype=np.uint8)
     height, width = image.shape[:2]
-    for cell in grid.cells:
+    out = np.empty((len(grid.cells), 3, p, p), dtype=np.uint8)
+    chw = image.transpose(2, 0, 1)  # a view: each patch is copied once, straight into `out`
+    for i, cell in enumerate(grid.cells):
         x0, y0, x1, y1 = cell.box
         if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
             raise ValueError(f"cell box {cell.box} lies outside the {width}x{height} image")
-    return np.stack([image[c.box[1] : c.box[3], c.box[0] : c.box[2]] for c in grid.cells])
+        out[i] = chw[:, y0:y1, x0:x1]
+    return out

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dpgen.grid import Grid
+from dpgen.grid import Grid, extract_patches
 from dpgen.schema import CATEGORIES, SOURCE_GENERATED, SOURCE_REAL, SOURCE_VIEW
 
 AUTHENTIC, INPAINTED = (CATEGORIES.index(c) for c in ("authentic", "inpainted"))
@@ -71,17 +71,6 @@ class PatchRows:
         )  # fmt: skip
 
 
-def grid_patches(pixels: np.ndarray, grid: Grid) -> np.ndarray:
-    """Patches of ``pixels`` (H, W, 3) at the grid's cells -> (N, 3, P, P) uint8, channels first."""
-    p = grid.patch
-    out = np.empty((len(grid.cells), 3, p, p), dtype=np.uint8)
-    chw = pixels.transpose(2, 0, 1)
-    for i, cell in enumerate(grid.cells):
-        x0, y0, x1, y1 = cell.box
-        out[i] = chw[:, y0:y1, x0:x1]
-    return out
-
-
 def _rows(
     image_id: str,
     source_set: str,
@@ -109,9 +98,7 @@ def _rows(
         grid_col=np.tile(np.array([c.col for c in grid.cells], np.int16), v),
         box=np.tile(np.array([c.box for c in grid.cells], np.int32).reshape(n, 4), (v, 1)),
         group_id=groups,
-        patch=np.concatenate([grid_patches(px, grid) for *_, px in views])
-        if n
-        else np.zeros((0, 3, grid.patch, grid.patch), np.uint8),
+        patch=np.concatenate([extract_patches(px, grid) for *_, px in views]),
     )
 
 

@@ -158,13 +158,13 @@ def test_extract_patches_bytes_and_layout() -> None:
     mask = _rect(512, 480, 100, 90, 400, 420)
     for grid in (inside_grid(mask), outside_grid(mask)):
         patches = extract_patches(image, grid)
-        assert patches.shape == (len(grid.cells), 64, 64, 3)
+        assert patches.shape == (len(grid.cells), 3, 64, 64)  # channels first, as the schema
         assert patches.dtype == np.uint8 and patches.flags["C_CONTIGUOUS"]
         for patch, cell in zip(patches, grid.cells, strict=True):
             x0, y0, x1, y1 = cell.box
-            np.testing.assert_array_equal(patch, image[y0:y1, x0:x1])
+            np.testing.assert_array_equal(patch, image[y0:y1, x0:x1].transpose(2, 0, 1))
     empty = extract_patches(image, Grid(0, 0, 64, ()))
-    assert empty.shape == (0, 64, 64, 3) and empty.dtype == np.uint8
+    assert empty.shape == (0, 3, 64, 64) and empty.dtype == np.uint8
 
 
 def test_extract_patches_rejects_bad_input() -> None:

@@ -6,7 +6,6 @@ from dpgen.pairing import (
     INPAINTED,
     PatchRows,
     View,
-    grid_patches,
     pair_generated,
     pair_real,
 )
@@ -19,13 +18,6 @@ def _grid(n: int, patch: int = 8) -> Grid:
 
 def _image(value: int) -> np.ndarray:
     return np.full((8, 64, 3), value, dtype=np.uint8)
-
-
-def test_grid_patches_are_channels_first_crops():
-    pixels = np.random.default_rng(0).integers(0, 256, (8, 64, 3), dtype=np.uint8)
-    patches = grid_patches(pixels, _grid(3))
-    assert patches.shape == (3, 3, 8, 8) and patches.dtype == np.uint8
-    np.testing.assert_array_equal(patches[2], pixels[:, 16:24].transpose(2, 0, 1))
 
 
 def test_generated_image_gives_one_pair_per_inside_cell():
