@@ -128,7 +128,6 @@ class Job:
     source_set: str
     generator: str  # the generator of a generated source; "" for real
     ref: SourceRef | None  # None: made by the generator's text-to-image pipeline
-    index: int
 
     @property
     def image_id(self) -> str:
@@ -183,7 +182,7 @@ class Builder:
     def jobs(self) -> list[Job]:
         cfg = self.cfg
         real = list_images(cfg.real, SOURCE_REAL, num_images=cfg.num_images, seed=cfg.seed)
-        jobs = [Job(f"real/{r.image_id}", SOURCE_REAL, "", r, i) for i, r in enumerate(real)]
+        jobs = [Job(f"real/{r.image_id}", SOURCE_REAL, "", r) for r in real]
         if cfg.mode == "roundtrip":
             return jobs
         count = cfg.num_generated if cfg.num_generated is not None else len(real)
@@ -193,12 +192,12 @@ class Builder:
                     cfg.generated[spec.name], SOURCE_GENERATED, spec.name, count, cfg.seed
                 )
                 jobs += [
-                    Job(f"generated/{spec.name}/{r.image_id}", SOURCE_GENERATED, spec.name, r, i)
-                    for i, r in enumerate(refs)
+                    Job(f"generated/{spec.name}/{r.image_id}", SOURCE_GENERATED, spec.name, r)
+                    for r in refs
                 ]
             else:
                 jobs += [
-                    Job(f"generated/{spec.name}/{i:06d}", SOURCE_GENERATED, spec.name, None, i)
+                    Job(f"generated/{spec.name}/{i:06d}", SOURCE_GENERATED, spec.name, None)
                     for i in range(count)
                 ]
         return jobs
@@ -295,11 +294,11 @@ class Builder:
         views, settings = [], []
         for name in names:
             gen = self.generators[name]
-            steps, guidance, seed = self._draw(gen.spec, rng)
-            if cfg.mode == "roundtrip":
+            if cfg.mode == "roundtrip":  # the VAE is deterministic: nothing to draw
                 out = self._timed(gen.roundtrip, [prepared.image])[0]
                 steps, guidance = 0, 0.0
             else:
+                steps, guidance, seed = self._draw(gen.spec, rng)
                 out = self._timed(gen.inpaint, [prepared.image], [mask_image], [prompt], [seed], steps, guidance)[0]  # fmt: skip
             label = self.label_names.index(gen.spec.label)
             views.append(View(name, label, np.asarray(out, dtype=np.uint8)))
