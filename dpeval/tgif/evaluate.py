@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from dpeval.tgif.metrics import CONVENTIONS, F1_FUNCTIONS, mean_f1
 from dpeval.tgif.reader import GENERATORS, MASK_GROUPS, MASK_TYPES, TGIFSample
+from dpgen import masks
 
 logger = logging.getLogger(__name__)
 
@@ -30,19 +31,13 @@ def load_rgb(path: Path) -> np.ndarray:
 
 
 def load_mask(path: Path) -> np.ndarray:
-    """(H, W) 0/1 uint8 of a TGIF mask (8-bit, 0/255).
+    """(H, W) 0/1 uint8 of a TGIF mask (8-bit, 0/255), as the trainer and metrics take it.
 
     Raises:
-        ValueError: naming the file, when it holds other values than 0 and 255.
+        dpgen.masks.MaskError: naming the file, for an undecodable file or values other than
+            0 and 255.
     """
-    with Image.open(path) as im:
-        mask = np.asarray(im.convert("L"))
-    values = np.unique(mask)
-    if not set(values.tolist()) <= {0, 255}:
-        raise ValueError(
-            f"{path}: a TGIF mask must hold only 0 and 255, found {values[:8].tolist()}"
-        )
-    return (mask == 255).astype(np.uint8)
+    return masks.load_mask(path).astype(np.uint8)
 
 
 @torch.no_grad()
