@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import logging
+import sys
+from collections.abc import Sequence
 
-from .config import config_from_args
-from .engine import train
+from .config import TOOL
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point (see ``dptrain --help`` and docs/dptrain.md)."""
-    logging.basicConfig(
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO
-    )
-    train(config_from_args(argv))
+    return TOOL.main(argv)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -19,7 +19,6 @@ import copy
 import json
 import math
 import os
-import shutil
 from pathlib import Path
 
 import datasets
@@ -32,10 +31,12 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from dpgen import schema
+from dpgen.checkpoints import resolve_checkpoint, save_checkpoint, step_of
 
 from . import card
 from .augment import high_pass, to_model_input
 from .config import TrainConfig
+from .curves import PRETRAINING_PANELS, plot_curves
 from .data import StepBatches, index_build
 from .head import GeneratorHead
 from .loss import DiffusionPrintLoss, LossOutput, concat_all_gather
@@ -46,7 +47,7 @@ from .tracker import JsonlTracker
 logger = get_logger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
-CHECKPOINT_PREFIX = "checkpoint-"
+CURVES_FILE = "training_curves.png"
 
 
 class NonFiniteLossError(RuntimeError):
@@ -230,35 +231,24 @@ class Pretrainer:
         return concat_all_gather(fp[None]).tolist()
 
 
-def _checkpoints(out: Path) -> list[Path]:
-    found = [
-        p for p in out.glob(CHECKPOINT_PREFIX + "*") if p.name[len(CHECKPOINT_PREFIX) :].isdigit()
-    ]
-    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :]))
-
-
-def _resolve_checkpoint(config: TrainConfig) -> Path | None:
-    """The checkpoint to resume from; None for 'latest' when there is none yet."""
-    if config.resume_from_checkpoint == "latest":
-        found = _checkpoints(Path(config.output_dir))
-        return found[-1] if found else None
-    path = Path(config.resume_from_checkpoint)
-    if not path.is_dir() or not path.name.startswith(CHECKPOINT_PREFIX):
-        raise ValueError(f"{path}: not a checkpoint directory ({CHECKPOINT_PREFIX}<step>)")
-    return path
-
-
 def _save_checkpoint(accelerator: Accelerator, config: TrainConfig, step: int) -> None:
+    """A complete ``checkpoint-<step>`` or none (`dpgen.checkpoints`); old ones pruned after."""
+    save_checkpoint(
+        config.output_dir,
+        step,
+        lambda folder: accelerator.save_state(str(folder)),
+        total_limit=config.checkpoints_total_limit,
+        is_main_process=accelerator.is_main_process,
+        barrier=accelerator.wait_for_everyone,
+    )
+
+
+def trackers(config: TrainConfig) -> list:
+    """accelerate's ``log_with``: always the JSON-lines file (the curves are drawn from it),
+    plus every other tracker named in ``--report-to``."""
     out = Path(config.output_dir)
-    if accelerator.is_main_process and config.checkpoints_total_limit:
-        old = _checkpoints(out)
-        for path in old[: max(0, len(old) - config.checkpoints_total_limit + 1)]:
-            logger.info(
-                f"removing {path} (--checkpoints-total-limit {config.checkpoints_total_limit})"
-            )
-            shutil.rmtree(path)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(out / f"{CHECKPOINT_PREFIX}{step}"))
+    others = [name for name in config.report_to if name != JsonlTracker.name]
+    return [JsonlTracker(out / METRICS_FILE), *others]
 
 
 def train(config: TrainConfig) -> Path:
@@ -266,9 +256,13 @@ def train(config: TrainConfig) -> Path:
 
     Returns:
         ``config.output_dir``, holding model.safetensors, config.json, README.md,
-        metrics.jsonl and the checkpoints.
+        metrics.jsonl, training_curves.png and the checkpoints.
+
+    Raises:
+        dpgen.errors.InputError: a bad build folder or checkpoint, before any training step.
     """
     out = Path(config.output_dir)
+    resume = resolve_checkpoint(config.resume_from_checkpoint, out)  # fail before any work
     # Ranks started by a launcher (torchrun, `accelerate launch --multi_gpu`) on a machine with
     # no GPU: accelerate only picks gloo (MULTI_CPU) when told to use the CPU; without it each
     # rank would run alone as a single process.
@@ -276,41 +270,46 @@ def train(config: TrainConfig) -> Path:
     accelerator = Accelerator(
         cpu=multi_cpu,
         mixed_precision=config.mixed_precision,
-        log_with=[JsonlTracker(out / METRICS_FILE)],
-        project_config=ProjectConfiguration(project_dir=str(out)),
+        log_with=trackers(config),
+        project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
     )
     try:
-        return _run(config, accelerator)
+        logger.info(
+            f"dptrain: {accelerator.num_processes} process(es), {accelerator.distributed_type}, "
+            f"device {accelerator.device}, mixed precision {accelerator.mixed_precision}",
+            main_process_only=True,
+        )
+        trainer = Pretrainer(config, accelerator)
+        logger.info(f"data {trainer.index.counts}; classes {trainer.index.class_names}")
+        logger.info(
+            f"{trainer.total_steps} steps ({trainer.steps_per_epoch} per epoch), "
+            f"global batch {config.batch_size * accelerator.num_processes}"
+        )
+        accelerator.init_trackers("dptrain", config=config.to_dict())
+        step = _resume_or_prefill(trainer, resume)
+        step, last = _loop(trainer, step)
+        _check_queues(trainer, step)
+        _publish(trainer, step, last)
     finally:
         accelerator.end_training()
+    return out
 
 
-def _run(config: TrainConfig, accelerator: Accelerator) -> Path:
-    out = Path(config.output_dir)
-    logger.info(
-        f"dptrain: {accelerator.num_processes} process(es), {accelerator.distributed_type}, "
-        f"device {accelerator.device}, mixed precision {accelerator.mixed_precision}",
-        main_process_only=True,
-    )
-    trainer = Pretrainer(config, accelerator)
-    logger.info(f"data {trainer.index.counts}; classes {trainer.index.class_names}")
-    logger.info(
-        f"{trainer.total_steps} steps ({trainer.steps_per_epoch} per epoch), "
-        f"global batch {config.batch_size * accelerator.num_processes}"
-    )
-    accelerator.init_trackers("dptrain", config=config.to_dict())
-
-    step = 0
-    resume = _resolve_checkpoint(config) if config.resume_from_checkpoint else None
-    if resume is not None:
-        logger.info(f"resuming from {resume}")
-        accelerator.load_state(str(resume))
-        step = int(resume.name[len(CHECKPOINT_PREFIX) :])
-    else:
-        if config.resume_from_checkpoint:
-            logger.info(f"no checkpoint in {out}; starting a new run")
+def _resume_or_prefill(trainer: Pretrainer, resume: Path | None) -> int:
+    """Load ``resume`` and return its step, or pre-fill the queue of a new run (step 0)."""
+    if resume is None:
+        if trainer.config.resume_from_checkpoint:
+            logger.info(f"no checkpoint in {trainer.config.output_dir}; starting a new run")
         trainer.prefill()
+        return 0
+    logger.info(f"resuming from {resume}")
+    trainer.accelerator.load_state(str(resume))
+    return step_of(resume)
 
+
+def _loop(trainer: Pretrainer, step: int) -> tuple[int, dict[str, float]]:
+    """Train from ``step`` to the end, logging and checkpointing; returns (step, last metrics)."""
+    config, accelerator = trainer.config, trainer.accelerator
     progress = tqdm(
         total=trainer.total_steps,
         initial=step,
@@ -333,12 +332,19 @@ def _run(config: TrainConfig, accelerator: Accelerator) -> Path:
         if config.checkpointing_steps and step % config.checkpointing_steps == 0:
             _save_checkpoint(accelerator, config, step)
     progress.close()
+    return step, last
 
+
+def _check_queues(trainer: Pretrainer, step: int) -> None:
     checksums = trainer.queue_checksums()
-    accelerator.log({"queue_checksums": checksums}, step=step)
+    trainer.accelerator.log({"queue_checksums": checksums}, step=step)
     if any(c != checksums[0] for c in checksums):
         raise RuntimeError(f"the queue differs between processes: {checksums}")
 
+
+def _publish(trainer: Pretrainer, step: int, last: dict[str, float]) -> None:
+    """Main process: weights, model card, training curves; the Hub upload if asked."""
+    config, accelerator, out = trainer.config, trainer.accelerator, Path(trainer.config.output_dir)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         model = accelerator.unwrap_model(trainer.model)
@@ -352,9 +358,11 @@ def _run(config: TrainConfig, accelerator: Accelerator) -> Path:
             steps=step,
             num_processes=accelerator.num_processes,
         )
-        logger.info(f"wrote {', '.join(card.MODEL_FILES)} to {out}")
+        plot_curves(
+            out / METRICS_FILE, out / CURVES_FILE, PRETRAINING_PANELS, f"dptrain {out.name}"
+        )
+        logger.info(f"wrote {', '.join(card.MODEL_FILES)} and {CURVES_FILE} to {out}")
         if config.push_to_hub:
             url = card.push_to_hub(out, config.hub_model_id or out.resolve().name)
             logger.info(f"pushed to {url}")
     accelerator.wait_for_everyone()
-    return out

@@ -43,11 +43,15 @@ def test_precedence_preset_yaml_flags(tmp_path):
     assert c.exclude_generators == ("flux", "sdxl") and c.in_batch_negatives
 
 
-def test_unknown_yaml_key_names_the_file(tmp_path):
+def test_unknown_yaml_key_names_the_file(tmp_path, capsys):
     yaml_file = tmp_path / "bad.yaml"
     yaml_file.write_text("topk: 3\n")
     with pytest.raises(ValueError, match="bad.yaml.*topk"):
+        TrainConfig.read_file(yaml_file)
+    with pytest.raises(SystemExit) as exit_info:
         config_from_args(REQUIRED + ["--config", str(yaml_file)])
+    assert exit_info.value.code == 2
+    assert "bad.yaml: unknown key(s) ['topk']" in capsys.readouterr().err
 
 
 def test_invalid_values_are_rejected():

@@ -12,6 +12,7 @@ import pytest
 import torch
 from datasets import load_from_disk
 from huggingface_hub import ModelCard
+from PIL import Image
 from safetensors.torch import load_file
 
 from dptrain import card
@@ -66,6 +67,10 @@ def test_tiny_cli_run_writes_a_loadable_model(tiny_build, tmp_path):
     assert trained == [n for n in tiny_build_generators(tiny_build) if n != "real"]
     # --checkpoints-total-limit 2 of the tiny preset, a checkpoint every 10 steps
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-10", "checkpoint-20"]
+    # the training curves, drawn from metrics.jsonl: a real PNG with content
+    with Image.open(out / "training_curves.png") as png:
+        assert png.format == "PNG" and png.size[0] > 400
+        assert len(png.convert("L").getcolors(2**16)) > 10
 
 
 @pytest.mark.parametrize(
