@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from dpgen.errors import InputError
 from dptrain.model import DiffusionPrint
 
 logger = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ class Extractor:
             x = x.copy()
         x = torch.as_tensor(x)
         if x.ndim != 4 or 3 not in (x.shape[1], x.shape[-1]):
-            raise ValueError(f"expected (N, 3, H, W) or (N, H, W, 3) pixels, got {tuple(x.shape)}")
+            raise InputError(f"expected (N, 3, H, W) or (N, H, W, 3) pixels, got {tuple(x.shape)}")
         if x.shape[1] != 3:  # channels last
             x = x.permute(0, 3, 1, 2)
         return x.to(self.device, non_blocking=True)
@@ -132,12 +133,12 @@ def load_extractor(spec: str, device: str | torch.device = "cpu") -> Extractor:
     elif spec == RANDOM_SPEC or spec.startswith(RANDOM_SPEC + ":"):
         seed = spec.partition(":")[2]
         if seed and not seed.isdigit():
-            raise ValueError(f"{spec}: expected random or random:SEED with an integer seed")
+            raise InputError(f"{spec}: expected random or random:SEED with an integer seed")
         with torch.random.fork_rng(devices=[]):  # leave the caller's RNG alone
             torch.manual_seed(int(seed or 0))
             model = DiffusionPrint()
     elif spec.startswith(("/", ".", "~")) and not Path(spec).expanduser().is_dir():
-        raise ValueError(f"{spec}: no such model folder")
+        raise InputError(f"{spec}: no such model folder")
     else:
         try:
             # huggingface_hub prints "Loading weights from local directory" on stdout, which
@@ -145,6 +146,6 @@ def load_extractor(spec: str, device: str | torch.device = "cpu") -> Extractor:
             with contextlib.redirect_stdout(sys.stderr):
                 model = DiffusionPrint.from_pretrained(spec)
         except Exception as err:  # missing folder, offline Hub, wrong files: one clear message
-            raise ValueError(f"{spec}: cannot load a DiffusionPrint model: {err}") from None
+            raise InputError(f"{spec}: cannot load a DiffusionPrint model: {err}") from None
     logger.info("extractor %s: C=%d on %s", spec, model.out_channels, device)
     return Extractor(model, device, spec)

@@ -26,6 +26,8 @@ from datasets import load_from_disk
 from dpeval.extractors import Extractor
 from dpeval.logistic import LogisticRegression, Standardizer
 from dpgen import manifest
+from dpgen.errors import InputError
+from dpgen.options import OptionError, Options, option
 from dpgen.schema import EVAL, EVAL_KINDS, patch_array
 
 logger = logging.getLogger(__name__)
@@ -36,27 +38,32 @@ CARD_KEY = "training_generators"
 CARD_SECTION = "## Linear probe"
 
 
-@dataclass
-class ProbeConfig:
-    """Settings of one probe run.
+@dataclass(kw_only=True)
+class ProbeConfig(Options):
+    """``dpeval probe``: which model, which evaluation set, and the probe's settings."""
 
-    Attributes:
-        test_fraction: share of every (kind, source) stratum held out for scoring.
-        seed: seeds the split.
-        C: inverse L2 strength of the logistic regression (scikit-learn's default 1.0).
-        batch_size: patches per forward pass of the extractor.
-        progress: show a progress bar during feature extraction.
-    """
-
-    test_fraction: float = 0.3
-    seed: int = 0
-    C: float = 1.0
-    batch_size: int = 512
-    progress: bool = True
+    model: str = option(help="DiffusionPrint folder or Hub id, noiseprint++:PATH, or random[:SEED]")
+    data: str = option(help="folder written by dpgen evalset")
+    in_domain: tuple[str, ...] | None = option(
+        None,
+        help="generators the model was trained on, comma-separated (default: the "
+        "training_generators of the model card; required for a card without them)",
+    )
+    json: bool = option(False, help="print the result as JSON, not tables")
+    update_card: bool = option(
+        False, help="write the result into the 'Linear probe' section of the model's README.md"
+    )
+    device: str | None = option(None, help="torch device (default: cuda when available, else cpu)")
+    batch_size: int = option(512, help="patches per forward pass of the extractor")
+    test_fraction: float = option(0.3, help="share of every (kind, source) stratum held out")
+    C: float = option(1.0, help="inverse L2 strength of the logistic regression (scikit-learn's C)")
+    seed: int = option(0, help="seed of the split")
+    progress: bool = option(True, help="show a progress bar during feature extraction")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not 0 < self.test_fraction < 1:
-            raise ValueError(f"test_fraction must lie in (0, 1), got {self.test_fraction}")
+            raise OptionError(f"test_fraction must lie in (0, 1), got {self.test_fraction}")
 
 
 @dataclass
@@ -164,7 +171,7 @@ def read_training_generators(model: str) -> list[str] | None:
     if value is None:
         return None
     if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
-        raise ValueError(f"{card}: {CARD_KEY} must be a list of generator names, got {value!r}")
+        raise InputError(f"{card}: {CARD_KEY} must be a list of generator names, got {value!r}")
     return value
 
 
@@ -180,14 +187,14 @@ def load_evalset(path: str | Path) -> tuple[np.ndarray, np.ndarray, list[str], l
     try:
         data = load_from_disk(str(path))
     except (FileNotFoundError, ValueError) as err:
-        raise ValueError(f"{path}: not a dataset saved by dpgen evalset: {err}") from None
+        raise InputError(f"{path}: not a dataset saved by dpgen evalset: {err}") from None
     if EVAL not in data:
-        raise ValueError(f"{path}: no split {EVAL!r} (found {list(data)}); run dpgen evalset")
+        raise InputError(f"{path}: no split {EVAL!r} (found {list(data)}); run dpgen evalset")
     table = data[EVAL].data
     kinds = table.column("kind").to_pylist()
     unknown = set(kinds) - set(EVAL_KINDS)
     if unknown:
-        raise ValueError(f"{path}: unknown kind(s) {sorted(unknown)}; expected {EVAL_KINDS}")
+        raise InputError(f"{path}: unknown kind(s) {sorted(unknown)}; expected {EVAL_KINDS}")
     labels = table.column("label").to_numpy().astype(np.int64)
     return patch_array(table.column("patch")), labels, table.column("source").to_pylist(), kinds
 
@@ -196,29 +203,23 @@ def _accuracy(pred: np.ndarray, true: np.ndarray) -> float:
     return float((pred == true).mean())
 
 
-def run_probe(
-    extractor: Extractor,
-    data: str | Path,
-    in_domain: list[str] | None,
-    config: ProbeConfig | None = None,
-) -> ProbeResult:
-    """Probe ``extractor`` on the evaluation set at ``data``.
+def run_probe(extractor: Extractor, config: ProbeConfig) -> ProbeResult:
+    """Probe ``extractor`` on the evaluation set at ``config.data``.
 
     Args:
         extractor: the frozen feature extractor (see `dpeval.extractors.load_extractor`).
-        data: folder of a ``dpgen evalset``.
-        in_domain: generator names or labels the extractor was trained on (None: unknown,
-            no in-domain accuracy).
-        config: split, regularisation and batching settings.
+        config: the evaluation set, the in-domain generators (names or labels the extractor
+            was trained on; None: unknown, no in-domain accuracy), split, regularisation and
+            batching settings.
 
     Raises:
         ValueError: when the evaluation set lacks real or generated patches.
         RuntimeError: when the extractor's weights changed during probing.
     """
-    config = config or ProbeConfig()
+    data, in_domain = config.data, config.in_domain
     patches, labels, sources, kinds = load_evalset(data)
     if len(np.unique(labels)) != 2:
-        raise ValueError(f"{data}: the probe needs both real and generated patches")
+        raise InputError(f"{data}: the probe needs both real and generated patches")
     before = extractor.fingerprint()
     feats = extractor.pool_all(patches, config.batch_size, config.progress)  # (N, C)
     if extractor.fingerprint() != before:
@@ -274,7 +275,7 @@ def update_card(model_dir: str | Path, result: ProbeResult, data: str | Path) ->
     """
     card = Path(model_dir) / "README.md"
     if not card.is_file():
-        raise ValueError(
+        raise InputError(
             f"{card}: no model card to update (--update-card needs a local dptrain folder)"
         )
     section = f"{CARD_SECTION}\n\nEvaluation set `{data}`.\n\n{result.to_markdown()}\n"

@@ -26,6 +26,8 @@ import torch
 from datasets import load_from_disk
 from matplotlib.figure import Figure  # no pyplot: no backend or display is ever involved
 
+from dpgen.errors import InputError
+from dpgen.options import OptionError, Options, option
 from dpgen.schema import PAIRS, SOURCE_GENERATED, SOURCE_REAL, SOURCE_VIEW, patch_array
 
 logger = logging.getLogger(__name__)
@@ -36,32 +38,33 @@ CSV_FILE = "spectra.csv"
 _LUMA = (0.299, 0.587, 0.114)
 
 
-@dataclass
-class SpectraConfig:
-    """Settings of the spectrum analysis.
+@dataclass(kw_only=True)
+class SpectraConfig(Options):
+    """``dpeval spectra``: the build, the output folder and the analysis settings."""
 
-    Attributes:
-        band: normalised radial frequency range ``(lo, hi)``, within (0, 0.5].
-        bins: annuli the band is split into.
-        max_patches: patches sampled per (generator, type) at most; spectra average quickly.
-        seed: seeds the sampling.
-        window: apply a 2-D Hann window (suppresses the patch border's leakage).
-        batch_size: patches per FFT batch.
-    """
-
-    band: tuple[float, float] = (0.2, 0.5)
-    bins: int = 12
-    max_patches: int = 4000
-    seed: int = 0
-    window: bool = True
-    batch_size: int = 2048
+    data: str = option(help="folder written by dpgen build")
+    out: str = option(help="folder for spectra.png and spectra.csv")
+    band: tuple[float, float] = option(
+        (0.2, 0.5), help="normalised radial frequency band LO HI (0.5 = Nyquist)", metavar="F"
+    )
+    bins: int = option(12, help="annuli the band is split into")
+    max_patches: int = option(4000, help="patches sampled per generator and patch type at most")
+    seed: int = option(0, help="seed of the patch sampling")
+    window: bool = option(True, help="apply a 2-D Hann window (suppresses border leakage)")
+    batch_size: int = option(2048, help="patches per FFT batch")
 
     def __post_init__(self) -> None:
-        lo, hi = self.band
-        if not 0 < lo < hi <= 0.5:
-            raise ValueError(f"band must satisfy 0 < lo < hi <= 0.5, got {self.band}")
-        if self.bins < 2:
-            raise ValueError(f"bins must be at least 2, got {self.bins}")
+        super().__post_init__()
+        check_band(self.band, self.bins)
+
+
+def check_band(band: tuple[float, float], bins: int) -> None:
+    """Raise `dpgen.options.OptionError` unless ``0 < lo < hi <= 0.5`` and ``bins >= 2``."""
+    lo, hi = band
+    if not 0 < lo < hi <= 0.5:
+        raise OptionError(f"band must satisfy 0 < lo < hi <= 0.5, got {band}")
+    if bins < 2:
+        raise OptionError(f"bins must be at least 2, got {bins}")
 
 
 @dataclass
@@ -84,14 +87,19 @@ class Curve:
 
 
 def radial_spectrum(
-    images: np.ndarray | torch.Tensor, config: SpectraConfig | None = None
+    images: np.ndarray | torch.Tensor,
+    band: tuple[float, float] = (0.2, 0.5),
+    bins: int = 12,
+    window: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Mean radial power spectrum of a batch over ``config.band``.
+    """Mean radial power spectrum of a batch over ``band``.
 
     Args:
         images: (N, 3, H, W) RGB (channels first, as dpgen stores patches) or (N, H, W) gray,
             any numeric dtype, square or not.
-        config: band, bins and windowing.
+        band: normalised radial frequency range ``(lo, hi)``, within (0, 0.5].
+        bins: annuli the band is split into.
+        window: apply a 2-D Hann window.
 
     Returns:
         frequency (bins,) and power (bins,): the mean radial frequency and the mean power of
@@ -100,7 +108,9 @@ def radial_spectrum(
     Raises:
         ValueError: for another shape, or a band too narrow to hold a frequency in every bin.
     """
-    config = config or SpectraConfig()
+    check_band(band, bins)
+    if isinstance(images, np.ndarray) and not images.flags.writeable:  # a memory-mapped view
+        images = images.copy()
     x = torch.as_tensor(images).double()
     if x.ndim == 4 and x.shape[1] == 3:
         x = torch.einsum("nchw,c->nhw", x, torch.tensor(_LUMA, dtype=torch.float64))
@@ -108,7 +118,7 @@ def radial_spectrum(
         raise ValueError(f"expected (N, 3, H, W) or (N, H, W), got {tuple(x.shape)}")
     _, h, w = x.shape
     x = x - x.mean(dim=(1, 2), keepdim=True)
-    if config.window:
+    if window:
         win = torch.outer(
             torch.hann_window(h, periodic=False, dtype=torch.float64),
             torch.hann_window(w, periodic=False, dtype=torch.float64),
@@ -117,18 +127,18 @@ def radial_spectrum(
     power = torch.fft.fft2(x).abs().pow(2).mean(dim=0) / (h * w)  # (H, W)
     fy, fx = torch.fft.fftfreq(h, dtype=torch.float64), torch.fft.fftfreq(w, dtype=torch.float64)
     radius = torch.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2)
-    edges = torch.linspace(*config.band, config.bins + 1, dtype=torch.float64)
+    edges = torch.linspace(*band, bins + 1, dtype=torch.float64)
     which = torch.bucketize(radius, edges, right=True) - 1  # bin index; band edges inclusive low
-    which[radius == edges[-1]] = config.bins - 1
-    inside = (which >= 0) & (which < config.bins)
-    counts = torch.bincount(which[inside], minlength=config.bins)
+    which[radius == edges[-1]] = bins - 1
+    inside = (which >= 0) & (which < bins)
+    counts = torch.bincount(which[inside], minlength=bins)
     if (counts == 0).any():
         raise ValueError(
-            f"{h}x{w} images have no frequency in some of {config.bins} bins of {config.band}; "
+            f"{h}x{w} images have no frequency in some of {bins} bins of {band}; "
             "use fewer bins or larger patches"
         )
-    freq = torch.bincount(which[inside], radius[inside], minlength=config.bins) / counts
-    mean = torch.bincount(which[inside], power[inside], minlength=config.bins) / counts
+    freq = torch.bincount(which[inside], radius[inside], minlength=bins) / counts
+    mean = torch.bincount(which[inside], power[inside], minlength=bins) / counts
     return freq.numpy(), mean.numpy()
 
 
@@ -162,25 +172,25 @@ def _patch_type_indices(table: pa.Table) -> dict[str, dict[str, np.ndarray]]:
     return out
 
 
-def compute_spectra(data: str | Path, config: SpectraConfig | None = None) -> list[Curve]:
-    """Mean spectra of the four patch types per generator of the build at ``data``.
+def compute_spectra(config: SpectraConfig) -> list[Curve]:
+    """Mean spectra of the four patch types per generator of the build at ``config.data``.
 
     A (generator, type) with no patches is left out (e.g. a build without generated images).
 
     Raises:
         ValueError: naming the folder when it is no dpgen build or has no generator views.
     """
-    config = config or SpectraConfig()
+    data = config.data
     try:
         build = load_from_disk(str(data))
     except (FileNotFoundError, ValueError) as err:
-        raise ValueError(f"{data}: not a dpgen build: {err}") from None
+        raise InputError(f"{data}: not a dpgen build: {err}") from None
     if PAIRS not in build:
-        raise ValueError(f"{data}: no split {PAIRS!r} (found {list(build)}); run dpgen build")
+        raise InputError(f"{data}: no split {PAIRS!r} (found {list(build)}); run dpgen build")
     table = build[PAIRS].data
     indices = _patch_type_indices(table)
     if not indices:
-        raise ValueError(f"{data}: the build has no generator views")
+        raise InputError(f"{data}: the build has no generator views")
     rng = np.random.default_rng(config.seed)
     curves = []
     for name, per_type in indices.items():
@@ -194,7 +204,7 @@ def compute_spectra(data: str | Path, config: SpectraConfig | None = None) -> li
             for start in range(0, len(idx), config.batch_size):
                 chunk = idx[start : start + config.batch_size]
                 patches = patch_array(table.fast_gather(chunk)["patch"])
-                freq, power = radial_spectrum(patches, config)
+                freq, power = radial_spectrum(patches, config.band, config.bins, config.window)
                 weighted = power * len(chunk) if weighted is None else weighted + power * len(chunk)
             curves.append(Curve(name, patch_type, freq, weighted / len(idx), len(idx)))
             logger.info("%s / %s: %d patches", name, patch_type, len(idx))

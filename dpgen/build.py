@@ -10,7 +10,6 @@ shard size, or on whether the build was interrupted.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
@@ -18,9 +17,9 @@ import platform
 import subprocess
 import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -31,9 +30,11 @@ from tqdm.auto import tqdm
 
 from dpgen import __version__
 from dpgen.card import CITATION
+from dpgen.errors import InputError
 from dpgen.grid import inside_grid, outside_grid
 from dpgen.manifest import GeneratorSpec, common_multiple, resolve_generators
 from dpgen.masks import (
+    MASK_POLICIES,
     MaskError,
     check_mask,
     random_mask,
@@ -42,6 +43,7 @@ from dpgen.masks import (
     training_mask,
     transform_mask,
 )
+from dpgen.options import OptionError, Options, option
 from dpgen.pairing import PatchRows, View, pair_generated, pair_real
 from dpgen.pipelines import Generator
 from dpgen.schema import (
@@ -67,57 +69,86 @@ from dpgen.sources import (
 
 logger = logging.getLogger(__name__)
 
-MODES = ("inpaint", "roundtrip")
 
-
-class BuildError(RuntimeError):
+class BuildError(InputError):
     """The build cannot start or resume as asked (settings, arguments); nothing was written."""
 
 
-@dataclass
-class BuildConfig:
-    """Settings of one `dpgen build` (or `dpgen roundtrip` with ``mode="roundtrip"``).
+def parse_grid(text: str) -> tuple[int, int]:
+    """``"4x4"`` -> ``(4, 4)``: the patch grid, ROWSxCOLS."""
+    rows, sep, cols = text.lower().partition("x")
+    if not (sep and rows.isdigit() and cols.isdigit() and int(rows) > 0 and int(cols) > 0):
+        raise ValueError(f"a grid is ROWSxCOLS like 4x4, got {text!r}")
+    return int(rows), int(cols)
 
-    Attributes:
-        out: output directory (a `datasets.DatasetDict` in ``save_to_disk`` layout).
-        generators: manifest names or YAML paths, in ClassLabel order.
-        real: folder or Hub dataset of real images; ``None`` = the bundled demo photographs.
-        generated: per generator name, a folder or Hub dataset of its generated images;
-            generators not listed make theirs with their text-to-image pipeline.
-        prompts: COCO captions JSON or a text file of prompts for text-to-image sources.
-        num_images: cap on real images (``None`` = all).
-        num_generated: generated images per generator (``None`` = as many as real images).
-        mask_policy: ``train`` (room for the grid inside and outside), ``random`` (TGIF) or
-            ``semantic`` (COCO instances from ``annotations``).
-        annotations: COCO instances JSON for the semantic policy.
-        patch_size: P; grid: (rows, cols); margin: px kept between outside patches and the mask.
-        seed: fixes every random choice.
-        shard_size: jobs per shard (the unit of resume).
-        mode: ``inpaint`` (the training set) or ``roundtrip`` (VAE-reconstructed real images).
+
+@dataclass(kw_only=True)
+class RoundtripConfig(Options):
+    """``dpgen roundtrip``: real images encoded and decoded by each generator's VAE.
+
+    The rows have the build's schema: every grid position is an outside position and the K
+    reconstructions are its regenerated views (`dpgen.pairing`).
     """
 
-    out: Path
-    generators: list[str] = field(default_factory=lambda: ["tiny-sd21", "tiny-sdxl", "tiny-flux"])
-    real: str | None = None
-    generated: dict[str, str] = field(default_factory=dict)
-    prompts: str | None = None
-    num_images: int | None = None
-    num_generated: int | None = None
-    mask_policy: str = "train"
-    annotations: str | None = None
-    patch_size: int = 64
-    grid: tuple[int, int] = (4, 4)
-    margin: int = 8
-    seed: int = 0
-    shard_size: int = 4
-    mode: str = "inpaint"
+    mode: ClassVar[str] = "roundtrip"
+
+    out: Path = option(help="output directory (a datasets.DatasetDict in save_to_disk layout)")
+    generators: list[str] = option(
+        ["tiny-sd21", "tiny-sdxl", "tiny-flux"],
+        help="manifest names or YAML paths, comma-separated, in ClassLabel order",
+    )
+    real: str | None = option(
+        None, help="folder or Hub dataset of real images (default: the bundled photographs)"
+    )
+    num_images: int | None = option(None, help="cap on real images (default: all)")
+    seed: int = option(0, help="fixes every random choice")
+    patch_size: int = option(64, help="side P of the square patches")
+    grid: tuple[int, int] = option((4, 4), help="ROWSxCOLS patch grid", parse=parse_grid)
+    margin: int = option(8, help="px kept between outside patches and the mask")
+    shard_size: int = option(4, help="images per shard (the unit of resume)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.patch_size < 8 or self.margin < 0 or self.shard_size < 1:
+            raise OptionError(
+                f"need patch_size >= 8, margin >= 0, shard_size >= 1; got {self.patch_size}, "
+                f"{self.margin}, {self.shard_size}"
+            )
+        if self.num_images is not None and self.num_images < 1:
+            raise OptionError(f"num_images must be >= 1, got {self.num_images}")
 
     def fingerprint(self) -> dict[str, Any]:
         """The settings that determine the rows (a rerun must match them to resume)."""
-        data = dataclasses.asdict(self)
+        data = self.to_dict()
         data.pop("out")
-        data["grid"] = list(self.grid)
+        data["mode"] = self.mode
         return data
+
+
+@dataclass(kw_only=True)
+class BuildConfig(RoundtripConfig):
+    """``dpgen build``: the pretraining set (paper Sec. 3.1).
+
+    Real images are inpainted by every generator under one mask; each generator's generated
+    images (made by its text-to-image pipeline, or read from ``generated``) are inpainted by it.
+    """
+
+    mode: ClassVar[str] = "inpaint"
+
+    generated: dict[str, str] = option(
+        {},
+        metavar="NAME=PATH",
+        help="NAME=PATH: folder or Hub dataset of NAME's generated images; repeatable. "
+        "Generators without one make theirs with their text-to-image pipeline",
+    )
+    prompts: str | None = option(
+        None, help="COCO captions JSON or a text file of prompts (default: bundled)"
+    )
+    num_generated: int | None = option(
+        None, help="generated images per generator (default: as many as real images)"
+    )
+    mask_policy: str = option("train", help="where generators repaint", choices=MASK_POLICIES)
+    annotations: str | None = option(None, help="COCO instances JSON (for --mask-policy semantic)")
 
 
 @dataclass(frozen=True)
@@ -156,15 +187,13 @@ class _Result:
 class Builder:
     """Runs the jobs of a `BuildConfig` on this process's device."""
 
-    def __init__(self, cfg: BuildConfig, state: PartialState | None = None) -> None:
-        if cfg.mode not in MODES:
-            raise BuildError(f"mode {cfg.mode!r} is not one of {MODES}")
+    def __init__(self, cfg: RoundtripConfig, state: PartialState | None = None) -> None:
         self.cfg = cfg
         # Without cpu=True, accelerate treats torchrun / `accelerate launch --multi_gpu` ranks on a
         # machine with no GPU as single processes (each would build everything).
         self.state = state or PartialState(cpu=not torch.cuda.is_available())
         self.specs = resolve_generators(cfg.generators)
-        unknown = sorted(set(cfg.generated) - {s.name for s in self.specs})
+        unknown = sorted(set(getattr(cfg, "generated", {})) - {s.name for s in self.specs})
         if unknown:
             raise BuildError(f"--generated names {unknown} that are not in --generators")
         self.label_names = generator_names([s.label for s in self.specs])
@@ -453,6 +482,6 @@ class Builder:
         }
 
 
-def build(cfg: BuildConfig) -> BuildStats:
+def build(cfg: RoundtripConfig) -> BuildStats:
     """Run a build (or a VAE round trip) to completion on this process's share of the shards."""
     return Builder(cfg).run()

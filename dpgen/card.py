@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from huggingface_hub import HfApi
 
 from dpgen.info import build_counts
+from dpgen.options import Options, option
 from dpgen.schema import SPLITS
 
 logger = logging.getLogger(__name__)
@@ -29,6 +31,16 @@ PUBLISHED = [
     "report.json",
     *(f"{s}/*" for s in SPLITS),
 ]
+
+
+@dataclass(kw_only=True)
+class PublishConfig(Options):
+    """``dpgen publish``: push a finished build and its dataset card to the Hub."""
+
+    dir: Path = option(help="a finished dpgen build folder", positional=True)
+    repo_id: str = option(help="the dataset repo, ORG/NAME")
+    private: bool = option(False, help="create the repo private")
+    license: str = option("other", help="licence identifier for the card")
 
 
 def dataset_card(out: str | Path, license: str = "other") -> str:
@@ -60,7 +72,7 @@ def dataset_card(out: str | Path, license: str = "other") -> str:
 Aligned inside/outside-mask patch pairs and a hard-negative pool for pretraining
 [DiffusionPrint](https://github.com/mever-team/diffusionprint), built by `dpgen build` with
 `--seed {cfg["seed"]}`: {cfg["patch_size"]}x{cfg["patch_size"]} patches on a
-{cfg["grid"][0]}x{cfg["grid"][1]} grid, mask policy `{cfg["mask_policy"]}`, mode `{cfg["mode"]}`.
+{cfg["grid"][0]}x{cfg["grid"][1]} grid, mask policy `{cfg.get("mask_policy", "none")}`, mode `{cfg["mode"]}`.
 
 - `pairs`: rows sharing `group_id` are mutual positives (a generated image's source and
   inpainted patch inside the mask; a real image's source and its K regenerations outside it).
@@ -83,7 +95,7 @@ Images: {counts["images"]["by_source"]}; pairing formulas hold: {counts["formula
 ## Sources and licence
 
 Real images: {real}. Generated images: made by each generator's text-to-image pipeline unless
-a folder was given ({cfg["generated"] or "none given"}). The patches inherit the licences of their
+a folder was given ({cfg.get("generated") or "none given"}). The patches inherit the licences of their
 source images; the card's `license: {license}` applies to what dpgen adds.
 
 ## Provenance

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from datasets import DatasetDict, load_from_disk
 
+from dpgen.options import Options, option
 from dpgen.schema import IMAGES, NEGATIVES, PAIRS, SOURCE_GENERATED, SOURCE_REAL
+
+
+@dataclass(kw_only=True)
+class InfoConfig(Options):
+    """``dpgen info``: counts of a build, checked against the pairing formulas."""
+
+    dir: Path = option(help="a finished dpgen build folder", positional=True)
+    json: bool = option(False, help="print the counts as JSON")
 
 
 def load_build(out: str | Path) -> DatasetDict:

@@ -15,13 +15,15 @@ from typing import Any
 
 import yaml
 
+from dpgen.errors import InputError
+
 #: Folder of the manifests shipped with the toolkit (`manifests/generators/*.yaml`).
 MANIFEST_DIR = Path(__file__).resolve().parent.parent / "manifests" / "generators"
 
 DTYPES = ("float32", "float16", "bfloat16")
 
 
-class ManifestError(ValueError):
+class ManifestError(InputError):
     """A manifest file is missing, malformed, or has an unknown key or a bad value."""
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from dpgen.errors import InputError
 from dpgen.grid import axis_starts
 from dpgen.sources import resized_size
 
@@ -25,7 +26,7 @@ RANDOM_MIN_SIDE = 64
 RANDOM_MAX_FRACTION = 0.6
 
 
-class MaskError(ValueError):
+class MaskError(InputError):
     """A mask is unusable; the message names the file or image and the problem."""
 
 

@@ -194,7 +194,9 @@ def _coerce(f: dataclasses.Field, kind: _Kind, value: Any) -> Any:
         for item in value:
             name, sep, rest = str(item).partition("=")
             if not (sep and name and rest):
-                raise ValueError(f"expected NAME=VALUE, got {item!r}")
+                raise ValueError(
+                    f"expected {f.metadata.get('metavar') or 'NAME=VALUE'}, got {item!r}"
+                )
             if name in pairs:
                 raise ValueError(f"{name!r} given twice")
             pairs[name] = rest
@@ -393,8 +395,13 @@ class Options:
         return cls.check_values(data or {}, str(path))
 
     @classmethod
-    def from_values(cls: type[T], values: Mapping[str, Any]) -> T:
-        """Construct from already-checked values; a missing required setting is an `OptionError`."""
+    def from_values(cls: type[T], values: Mapping[str, Any], where: str = "settings") -> T:
+        """Construct from a mapping of settings, coerced by `check_values`.
+
+        Raises:
+            OptionError: a bad key or value, or a missing required setting.
+        """
+        values = cls.check_values(values, where)
         missing = [n for n in cls.required() if values.get(n) in (None, "", [], ())]
         if missing:
             raise OptionError("required: " + ", ".join(cls.flag(n) for n in missing))
@@ -403,7 +410,7 @@ class Options:
     @classmethod
     def load(cls: type[T], path: str | Path) -> T:
         """A config from a YAML/JSON file alone (no flags)."""
-        return cls.from_values(cls.read_file(path))
+        return cls.from_values(cls.read_file(path), str(path))
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as JSON-able data (paths as strings, tuples as lists)."""

@@ -25,6 +25,7 @@ import transformers
 from diffusers import DiffusionPipeline
 from PIL import Image
 
+from dpgen.errors import InputError
 from dpgen.manifest import GeneratorSpec, PipelineRef
 from dpgen.tiny import TINY_PREFIX, ensure_tiny
 
@@ -38,7 +39,7 @@ PASTE_BACK_FRACTION = 0.99
 FLUX_MAX_SEQUENCE_LENGTH = 512
 
 
-class FullRegenerationError(RuntimeError):
+class FullRegenerationError(InputError):
     """An inpainting pipeline returned the source untouched outside the mask.
 
     dpgen needs every pixel to pass through the VAE decoder: a blending or paste-back option

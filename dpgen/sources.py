@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
+from dpgen.errors import InputError
 from dpgen.schema import SOURCE_GENERATED, SOURCE_REAL
 
 logger = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ _HUB_ID = re.compile(r"(?![./])[\w.-]+/[\w.-]+(/[\w.-]+)?(:[\w.-]+)?")
 _DATA_DIR = Path(__file__).parent / "data"
 
 
-class SourceError(ValueError):
+class SourceError(InputError):
     """A source image, folder, dataset or prompt file cannot be used; the message says why."""
 
 

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from dpeval.tgif.metrics import CONVENTIONS, F1_FUNCTIONS, mean_f1
 from dpeval.tgif.reader import GENERATORS, MASK_GROUPS, MASK_TYPES, TGIFSample
 from dpgen import masks
+from dpgen.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ def score_samples(
         prob = predict(model, load_rgb(s.image), device)
         mask = load_mask(s.mask)
         if prob.shape != mask.shape:
-            raise ValueError(
+            raise InputError(
                 f"{s.image}: map {prob.shape} and mask {s.mask} {mask.shape} differ in size"
             )
         row = {

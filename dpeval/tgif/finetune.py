@@ -32,6 +32,8 @@ from dpeval.tgif.augment import IGNORE, augment
 from dpeval.tgif.evaluate import load_mask, load_rgb, score_samples
 from dpeval.tgif.metrics import mean_f1
 from dpeval.tgif.reader import TGIFSample
+from dpgen.errors import InputError
+from dpgen.options import Options, option
 
 logger = logging.getLogger(__name__)
 
@@ -41,31 +43,24 @@ BEST_WEIGHTS = "model.safetensors"
 BEST_INFO = "best.json"
 
 
-@dataclass
-class FinetuneConfig:
-    """Fine-tuning settings; defaults are the paper's (Sec. 4.3).
+@dataclass(kw_only=True)
+class FinetuneConfig(Options):
+    """Fine-tuning settings; defaults are the paper's (Sec. 4.3)."""
 
-    Attributes:
-        crop_size: side of the training crops.
-        batch_size: crops per forward pass and process.
-        effective_batch: crops per optimizer step; ``batch_size`` x processes must divide it.
-        epochs: passes over the training split.
-        max_steps: stop after this many optimizer steps (``None``: ``epochs`` decide).
-        lr, momentum, weight_decay: SGD's.
-        num_workers: data loader workers.
-        resume_from_checkpoint: ``""``, a ``checkpoint-<step>`` folder, or ``"latest"``.
-    """
-
-    crop_size: int = 512
-    batch_size: int = 9
-    effective_batch: int = 18
-    epochs: int = 100
-    max_steps: int | None = None
-    lr: float = 0.005
-    momentum: float = 0.9
-    weight_decay: float = 0.0005
-    num_workers: int = 2
-    resume_from_checkpoint: str = ""
+    crop_size: int = option(512, help="side of the training crops")
+    batch_size: int = option(9, help="crops per forward pass and process")
+    effective_batch: int = option(
+        18, help="crops per optimizer step (batch size x processes x gradient accumulation)"
+    )
+    epochs: int = option(100, help="passes over the training split")
+    max_steps: int | None = option(None, help="stop after this many optimizer steps")
+    lr: float = option(0.005, help="SGD learning rate")
+    momentum: float = option(0.9, help="SGD momentum")
+    weight_decay: float = option(0.0005, help="SGD weight decay")
+    num_workers: int = option(2, help="data-loader worker processes")
+    resume_from_checkpoint: str = option(
+        "", help="a checkpoint-<step> folder, or 'latest' in --output-dir"
+    )
 
 
 class TGIFCrops(Dataset):
@@ -82,7 +77,7 @@ class TGIFCrops(Dataset):
         s = self.samples[i]
         image, mask = load_rgb(s.image), load_mask(s.mask)
         if image.shape[:2] != mask.shape:
-            raise ValueError(
+            raise InputError(
                 f"{s.image}: size {image.shape[:2]} differs from its mask {s.mask} {mask.shape}"
             )
         # torch's RNG is seeded per worker by the DataLoader, so crops differ across workers
@@ -110,7 +105,7 @@ def _resume_path(out: Path, spec: str) -> Path | None:
         return found[-1] if found else None
     path = Path(spec)
     if not path.is_dir() or not path.name[len(CHECKPOINT_PREFIX) :].isdigit():
-        raise ValueError(f"{path}: not a checkpoint directory ({CHECKPOINT_PREFIX}<step>)")
+        raise InputError(f"{path}: not a checkpoint directory ({CHECKPOINT_PREFIX}<step>)")
     return path
 
 
@@ -142,7 +137,7 @@ def finetune(
     out = Path(output_dir)
     per_step = config.batch_size * accelerator.num_processes
     if config.effective_batch % per_step:
-        raise ValueError(
+        raise InputError(
             f"effective batch {config.effective_batch} is not a multiple of batch size "
             f"{config.batch_size} x {accelerator.num_processes} processes"
         )

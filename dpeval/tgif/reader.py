@@ -25,6 +25,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from dpgen.errors import InputError
+
 SPLITS = ("training", "validation", "testing")
 #: TGIF's generator names, in the paper's Table 2 order, and their display names.
 GENERATORS = {
@@ -104,7 +106,7 @@ class TGIFIndex:
     ) -> list[TGIFSample]:
         """Samples of one split restricted to the given mask types and generators."""
         if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; TGIF's are {SPLITS}")
+            raise InputError(f"unknown split {split!r}; TGIF's are {SPLITS}")
         return [
             s
             for s in self.samples

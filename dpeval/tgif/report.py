@@ -18,6 +18,7 @@ import numpy as np
 from dpeval.tgif.evaluate import load_mask, load_rgb
 from dpeval.tgif.metrics import CONVENTIONS
 from dpeval.tgif.reader import GENERATORS, MASK_GROUPS, TGIFSample
+from dpgen.errors import InputError
 
 CONVENTION_TITLES = {
     "tgif": "TGIF convention (headline): F1 of map > 0.5 over all pixels, 1 when mask and prediction are both empty",
@@ -95,9 +96,9 @@ def load_results(path: str | Path) -> dict:
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path}: cannot read results JSON: {err}") from None
+        raise InputError(f"{path}: cannot read results JSON: {err}") from None
     if not isinstance(data, dict) or "f1" not in data or set(data["f1"]) != set(CONVENTIONS):
-        raise ValueError(f"{path}: not a dpeval tgif results file (needs 'f1' with {CONVENTIONS})")
+        raise InputError(f"{path}: not a dpeval tgif results file (needs 'f1' with {CONVENTIONS})")
     return data
 
 

@@ -9,10 +9,10 @@ weights (``best/``) and the latest ``checkpoint-<step>``.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from accelerate import Accelerator
@@ -21,43 +21,50 @@ from accelerate.utils import set_seed
 from dpeval.extractors import load_extractor
 from dpeval.tgif.evaluate import aggregate, load_rgb, predict, score_samples
 from dpeval.tgif.finetune import FinetuneConfig, finetune
-from dpeval.tgif.lite_baseline import LiteBaseline, load_rgb_encoder
+from dpeval.tgif.lite_baseline import MIT_B2, LiteBaseline, load_rgb_encoder
 from dpeval.tgif.reader import GENERATORS, MASK_GROUPS, read_tgif
 from dpeval.tgif.report import load_results, markdown_table, qualitative_figure, results_json
+from dpgen.errors import InputError
+from dpgen.options import option
 
 logger = logging.getLogger(__name__)
 
 
-def run_tgif(
-    extractor: str,
-    data: str | Path,
-    output_dir: str | Path,
-    config: FinetuneConfig,
-    rgb_encoder: str,
-    rgb_encoder_init: str,
-    baseline: str | Path | None = None,
-    figure_images: int = 8,
-    name: str | None = None,
-    seed: int = 0,
-) -> tuple[dict, str]:
-    """Fine-tune and evaluate; returns the results dict and the markdown table.
+@dataclass(kw_only=True)
+class TgifConfig(FinetuneConfig):
+    """``dpeval tgif``: extractor, data, output, RGB encoder, report; fine-tuning settings."""
 
-    Args:
-        extractor: spec for `dpeval.extractors.load_extractor` (DiffusionPrint folder / Hub id,
-            ``noiseprint++:PATH``, ``random``).
-        data: TGIF root (see `dpeval.tgif.reader`).
-        output_dir: where everything is written.
-        config: fine-tuning settings.
-        rgb_encoder: SegFormer MiT id or folder (``nvidia/mit-b2``).
-        rgb_encoder_init: ``imagenet`` or ``random`` (see `load_rgb_encoder`).
-        baseline: a previous run's ``results.json`` for the delta row.
-        figure_images: test images in the qualitative figure (0: no figure).
-        name: the run's row label (default: the extractor spec).
-        seed: seeds accelerate's RNGs (Python, numpy, torch).
+    extractor: str = option(help="DiffusionPrint folder / Hub id, noiseprint++:PATH, or random")
+    data: str = option(help="TGIF root (SD2-fr, masks, ... with training/validation/testing)")
+    output_dir: str = option("runs/tgif", help="results, best weights, checkpoints")
+    rgb_encoder: str = option(MIT_B2, help="SegFormer MiT id or local folder")
+    rgb_encoder_init: str = option(
+        "imagenet",
+        help="imagenet: pretrained weights (fails if unreachable); random: no pretraining",
+        choices=("imagenet", "random"),
+    )
+    baseline: str | None = option(
+        None, help="results.json of another run: adds its row and the delta"
+    )
+    figure_images: int = option(8, help="test images in qualitative.png (0: none)")
+    name: str | None = option(None, help="row label of this run (default: the extractor spec)")
+    seed: int = option(0, help="seeds Python, numpy and torch")
+    json: bool = option(False, help="print results JSON instead of the markdown table")
+
+
+def run_tgif(config: TgifConfig) -> tuple[dict | None, str]:
+    """Fine-tune and evaluate; returns the results dict and the markdown table (main process;
+    other processes get ``(None, "")``).
 
     Raises:
-        ValueError: when the training, validation or test split has no usable fake.
+        InputError: when the training, validation or test split has no usable fake, or a
+            ``--baseline`` is not a results file.
     """
+    extractor, data, output_dir = config.extractor, config.data, config.output_dir
+    baseline, figure_images, name, seed = (
+        config.baseline, config.figure_images, config.name, config.seed
+    )  # fmt: skip
+    rgb_encoder, rgb_encoder_init = config.rgb_encoder, config.rgb_encoder_init
     out = Path(output_dir)
     base = load_results(baseline) if baseline else None  # fail before training, not after
     index = read_tgif(data)
@@ -74,7 +81,7 @@ def run_tgif(
     )
     for split, found in (("training", train), ("validation", val), ("testing", test)):
         if not found:
-            raise ValueError(
+            raise InputError(
                 f"{data}: no usable FR fake in the {split} split (see the reader's report above)"
             )
 
@@ -103,7 +110,7 @@ def run_tgif(
                 "data": str(data),
                 "f1": f1,
                 "n_images": counts,
-                "training": {**training, "config": dataclasses.asdict(config), "seed": seed},
+                "training": {**training, "config": config.to_dict()},
                 "reader": {
                     "counts": index.counts(),
                     "originals": index.originals,

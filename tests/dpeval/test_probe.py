@@ -109,9 +109,10 @@ def test_run_probe_reports_and_keeps_weights(tmp_path, tiny_model) -> None:
     _evalset(tmp_path / "eval")
     extractor = load_extractor(str(tiny_model))
     before = extractor.fingerprint()
-    result = probe.run_probe(
-        extractor, tmp_path / "eval", ["sd21"], probe.ProbeConfig(progress=False)
+    config = probe.ProbeConfig(
+        model=str(tiny_model), data=str(tmp_path / "eval"), in_domain=("sd21",), progress=False
     )
+    result = probe.run_probe(extractor, config)
     assert extractor.fingerprint() == before
     assert result.n_train + result.n_test == 96 and result.n_test == 28
     assert 0 <= result.overall <= 1 and 0 <= result.in_domain <= 1
@@ -139,11 +140,11 @@ def test_cli_json_and_update_card(tmp_path, tiny_model, capsys) -> None:
     assert card.count(probe.CARD_SECTION) == 1 and "| overall |" in card
 
 
-def test_cli_requires_in_domain_without_card_key(tmp_path, tiny_model) -> None:
+def test_cli_requires_in_domain_without_card_key(tmp_path, tiny_model, caplog) -> None:
     _evalset(tmp_path / "eval")
     (tiny_model / "README.md").write_text("# no metadata\n")
-    with pytest.raises(SystemExit, match="--in-domain"):
-        cli.main(["probe", "--model", str(tiny_model), "--data", str(tmp_path / "eval")])
+    assert cli.main(["probe", "--model", str(tiny_model), "--data", str(tmp_path / "eval")]) == 2
+    assert "--in-domain" in caplog.text and str(tiny_model) in caplog.text
 
 
 def test_probe_rejects_non_evalset(tmp_path) -> None:

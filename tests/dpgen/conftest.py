@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dpgen.build import BuildConfig, build
+from dpgen.build import BuildConfig, RoundtripConfig, build
 from dpgen.manifest import MANIFEST_DIR
 
 
@@ -26,12 +26,16 @@ def small_manifests(tmp_path_factory) -> list[str]:
 
 
 def _small_config(out: Path, generators: list[str], **overrides) -> BuildConfig:
-    """Two demo photographs + one generated image per generator, 32-px patches on 256 px."""
-    settings = dict(
-        out=out, generators=generators, num_images=2, num_generated=1, patch_size=32, shard_size=1
-    )
+    """Two demo photographs + one generated image per generator, 32-px patches on 256 px.
+
+    ``mode="roundtrip"`` gives a `RoundtripConfig` (no inpainting settings).
+    """
+    roundtrip = overrides.pop("mode", "inpaint") == "roundtrip"
+    settings = dict(out=out, generators=generators, num_images=2, patch_size=32, shard_size=1)
+    if not roundtrip:
+        settings["num_generated"] = 1
     settings.update(overrides)
-    return BuildConfig(**settings)
+    return (RoundtripConfig if roundtrip else BuildConfig)(**settings)
 
 
 @pytest.fixture(scope="session")

@@ -72,7 +72,9 @@ def test_refuses_overlap_with_training_build(tmp_path) -> None:
         build_evalset(config)
 
 
-def test_cli_errors(tmp_path) -> None:
+def test_cli_errors(tmp_path, capsys) -> None:
     assert cli.main(["evalset", "--out", str(tmp_path / "e"), "--pristine", "x"]) == 2
-    with pytest.raises(SystemExit, match="NAME=PATH"):
+    with pytest.raises(SystemExit) as exit_info:
         cli.main(["evalset", "--out", str(tmp_path / "e"), "--generated", "nope"])
+    assert exit_info.value.code == 2
+    assert "--generated: expected NAME=PATH, got 'nope'" in capsys.readouterr().err
