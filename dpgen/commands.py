@@ -69,12 +69,17 @@ class Command:
 
 @dataclass
 class Tool:
-    """A command-line tool: a name, a description and its subcommands (or a single command)."""
+    """A command-line tool: a name, a description and its subcommands (or a single command).
+
+    A command named with a space (``"attribute fit"``) is a subcommand of a group
+    (``dpeval attribute fit``); the group gets its own ``--help``.
+    """
 
     prog: str
     description: str
     commands: dict[str, Command] = field(default_factory=dict)
     single: Command | None = None  # a tool without subcommands (dptrain)
+    groups: dict[str, str] = field(default_factory=dict)  # group name -> its help line
 
     def build_parser(self, only: str | None = None) -> argparse.ArgumentParser:
         """The tool's parser; with ``only``, the other subcommands get no flags (not imported)."""
@@ -84,32 +89,47 @@ class Tool:
             self.single.add_to(parser)
             return parser
         sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+        nested: dict[str, argparse._SubParsersAction] = {}
         for name, command in self.commands.items():
-            p = sub.add_parser(
-                name, help=command.help, description=command.description or command.help
+            group, _, leaf = name.rpartition(" ")
+            target = sub
+            if group:
+                if group not in nested:
+                    g = sub.add_parser(group, help=self.groups.get(group, f"{group} commands"))
+                    nested[group] = g.add_subparsers(
+                        dest="subcommand", required=True, metavar="COMMAND"
+                    )
+                target = nested[group]
+            p = target.add_parser(
+                leaf, help=command.help, description=command.description or command.help
             )
             if only in (None, name):
                 command.add_to(p)
         return parser
 
     def subparsers(self) -> dict[str, argparse.ArgumentParser]:
-        """Every subcommand's full parser (for tests and docs)."""
+        """Every command's full parser by its name (``"attribute fit"`` for a nested one)."""
         parser = self.build_parser()
-        actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-        return dict(actions[0].choices) if actions else {}
+        return {name: _subparser(parser, name) for name in self.commands}
 
     def _chosen(self, argv: Sequence[str]) -> str | None:
-        return next((a for a in argv if not a.startswith("-")), None)
+        words = [a for a in argv if not a.startswith("-")]
+        for name in self.commands:
+            if words[: len(name.split())] == name.split():
+                return name
+        return None
 
     def main(self, argv: Sequence[str] | None = None) -> int:
         """Parse ``argv``, run the command, map bad input to one line and exit status 2."""
         argv = list(sys.argv[1:] if argv is None else argv)
-        name = None if self.single else self._chosen(argv)
-        parser = self.build_parser(only=name if name in self.commands else None)
+        parser = self.build_parser(only=None if self.single else self._chosen(argv))
         args = parser.parse_args(argv)
         setup_logging(verbose=args.verbose)
-        command = self.single or self.commands[args.command]
-        sub = parser if self.single else _subparser(parser, args.command)
+        if self.single is not None:
+            command, sub = self.single, parser
+        else:
+            name = " ".join(filter(None, (args.command, getattr(args, "subcommand", None))))
+            command, sub = self.commands[name], _subparser(parser, name)
         config = command.parse(args, sub)
         try:
             return command(config)
@@ -119,8 +139,11 @@ class Tool:
 
 
 def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
-    actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    return actions[0].choices[name]
+    """The parser of command ``name`` (words separated by spaces) inside ``parser``."""
+    for word in name.split():
+        actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        parser = actions[0].choices[word]
+    return parser
 
 
 def _one_line(err: BaseException) -> str:

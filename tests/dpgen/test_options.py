@@ -116,3 +116,29 @@ def test_choices_are_checked_on_direct_construction():
         Example(out=Path("o"), mode="z")
     with pytest.raises(ValueError):  # OptionError is a ValueError for Python callers
         Example(out=Path("o"), size=0)
+
+
+def test_nested_commands_parse_and_run(tmp_path, capsys):
+    from dpgen.commands import Command, Tool
+
+    tool = Tool(
+        "t",
+        "a tool",
+        {
+            "group fit": Command(config=f"{__name__}:Example", run=f"{__name__}:_run", help="fit"),
+            "plain": Command(config=f"{__name__}:Example", run=f"{__name__}:_run", help="plain"),
+        },
+        groups={"group": "the group"},
+    )
+    assert tool.main(["group", "fit", "--out", "o", "--size", "3"]) == 0
+    assert tool.main(["plain", "--out", "p"]) == 0
+    assert capsys.readouterr().out.split() == ["o:3", "p:64"]
+    assert set(tool.subparsers()) == {"group fit", "plain"}
+    assert tool.main(["plain", "--out", str(tmp_path / "missing-input")]) == 2  # InputError -> 2
+
+
+def _run(config: Example) -> int:
+    if config.out.name == "missing-input":
+        raise OptionError(f"{config.out}: no such input")
+    print(f"{config.out}:{config.size}")
+    return 0
