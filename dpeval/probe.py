@@ -7,8 +7,8 @@ trained on, paper Table 1's "IID"), accuracy per source, and the confusion matri
 
 In-domain accuracy is measured on the test patches whose producer is an in-domain generator
 (generated and latent-reconstructed alike) plus the pristine real patches, which belong to every
-domain. A producer is in-domain when its name, or the label of the generator manifest of that
-name (``tiny-sd21`` -> ``sd21``), is in the in-domain list.
+domain. A producer is in-domain when its name, or its label as the evaluation set records it
+(``source_label``: ``tiny-sd21`` -> ``sd21``), is in the in-domain list.
 """
 
 from __future__ import annotations
@@ -25,10 +25,9 @@ from datasets import load_from_disk
 
 from dpeval.extractors import Extractor
 from dpeval.logistic import LogisticRegression, Standardizer
-from dpgen import manifest
 from dpgen.errors import InputError
 from dpgen.options import OptionError, Options, option
-from dpgen.schema import EVAL, EVAL_KINDS, patch_array
+from dpgen.schema import EVAL, EVAL_KINDS, eval_features, patch_array
 
 logger = logging.getLogger(__name__)
 
@@ -140,19 +139,16 @@ def stratified_split(strata: list[str], test_fraction: float, seed: int) -> np.n
     return test
 
 
-def _producer_labels(sources: set[str]) -> dict[str, str]:
-    """Manifest label of each source that names a shipped generator manifest."""
-    known = manifest.available_generators()
-    return {s: manifest.load_manifest(known[s]).label for s in sources if s in known}
-
-
-def in_domain_mask(sources: list[str], kinds: list[str], in_domain: list[str]) -> np.ndarray:
+def in_domain_mask(
+    sources: list[str], source_labels: list[str], kinds: list[str], in_domain: list[str]
+) -> np.ndarray:
     """Patches of in-domain producers plus pristine real patches (see the module docstring)."""
     wanted = set(in_domain)
-    labels = _producer_labels(set(sources))
-    producer_in = {s: s in wanted or labels.get(s) in wanted for s in set(sources)}
     return np.array(
-        [kind == "pristine" or producer_in[src] for src, kind in zip(sources, kinds, strict=True)]
+        [
+            kind == "pristine" or src in wanted or lab in wanted
+            for src, lab, kind in zip(sources, source_labels, kinds, strict=True)
+        ]
     )
 
 
@@ -175,14 +171,34 @@ def read_training_generators(model: str) -> list[str] | None:
     return value
 
 
-def load_evalset(path: str | Path) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+@dataclass
+class Evalset:
+    """The patches of a ``dpgen evalset`` and their per-patch annotations.
+
+    Attributes:
+        patches: (N, 3, P, P) uint8, a zero-copy view of the Arrow column.
+        labels: (N,) int64, 0 real / 1 generated.
+        sources: producer names (``real`` for pristine patches).
+        source_labels: producer labels (``sd21`` for ``tiny-sd21``; ``real``).
+        kinds: one of `dpgen.schema.EVAL_KINDS` each.
+        held_out: (N,) bool, producers set aside as unseen (``dpgen evalset --held-out``).
+        image_ids: the source image of each patch.
+    """
+
+    patches: np.ndarray
+    labels: np.ndarray
+    sources: list[str]
+    source_labels: list[str]
+    kinds: list[str]
+    held_out: np.ndarray
+    image_ids: list[str]
+
+
+def load_evalset(path: str | Path) -> Evalset:
     """Read an evaluation set saved by ``dpgen evalset``.
 
-    Returns:
-        patches (N, 3, P, P) uint8, labels (N,) int64 (0 real, 1 generated), sources, kinds.
-
     Raises:
-        ValueError: naming the folder when it is not an evaluation set.
+        InputError: naming the folder when it is not an evaluation set.
     """
     try:
         data = load_from_disk(str(path))
@@ -191,12 +207,22 @@ def load_evalset(path: str | Path) -> tuple[np.ndarray, np.ndarray, list[str], l
     if EVAL not in data:
         raise InputError(f"{path}: no split {EVAL!r} (found {list(data)}); run dpgen evalset")
     table = data[EVAL].data
+    missing = [c for c in eval_features(1) if c not in table.column_names]
+    if missing:
+        raise InputError(f"{path}: columns {missing} missing; rebuild it with dpgen evalset")
     kinds = table.column("kind").to_pylist()
     unknown = set(kinds) - set(EVAL_KINDS)
     if unknown:
         raise InputError(f"{path}: unknown kind(s) {sorted(unknown)}; expected {EVAL_KINDS}")
-    labels = table.column("label").to_numpy().astype(np.int64)
-    return patch_array(table.column("patch")), labels, table.column("source").to_pylist(), kinds
+    return Evalset(
+        patches=patch_array(table.column("patch")),
+        labels=table.column("label").to_numpy().astype(np.int64),
+        sources=table.column("source").to_pylist(),
+        source_labels=table.column("source_label").to_pylist(),
+        kinds=kinds,
+        held_out=table.column("held_out").to_numpy(zero_copy_only=False).astype(bool),
+        image_ids=table.column("image_id").to_pylist(),
+    )
 
 
 def _accuracy(pred: np.ndarray, true: np.ndarray) -> float:
@@ -217,7 +243,13 @@ def run_probe(extractor: Extractor, config: ProbeConfig) -> ProbeResult:
         RuntimeError: when the extractor's weights changed during probing.
     """
     data, in_domain = config.data, config.in_domain
-    patches, labels, sources, kinds = load_evalset(data)
+    evalset = load_evalset(data)
+    patches, labels, sources, kinds = (
+        evalset.patches,
+        evalset.labels,
+        evalset.sources,
+        evalset.kinds,
+    )
     if len(np.unique(labels)) != 2:
         raise InputError(f"{data}: the probe needs both real and generated patches")
     before = extractor.fingerprint()
@@ -244,6 +276,7 @@ def run_probe(extractor: Extractor, config: ProbeConfig) -> ProbeResult:
     if in_domain:
         mask = in_domain_mask(
             [s for s, t in zip(sources, test, strict=True) if t],
+            [s for s, t in zip(evalset.source_labels, test, strict=True) if t],
             [k for k, t in zip(kinds, test, strict=True) if t],
             in_domain,
         )

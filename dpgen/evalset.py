@@ -37,10 +37,24 @@ from PIL import Image
 from dpgen import sources
 from dpgen.errors import InputError
 from dpgen.grid import Cell, Grid, axis_starts, extract_patches
-from dpgen.manifest import GeneratorSpec, common_multiple, resolve_generators
+from dpgen.manifest import (
+    GeneratorSpec,
+    available_generators,
+    common_multiple,
+    load_manifest,
+    resolve_generators,
+)
 from dpgen.options import Options, option
 from dpgen.pipelines import Generator
-from dpgen.schema import EVAL, IMAGES, PAIRS, SOURCE_GENERATED, SOURCE_REAL, eval_features
+from dpgen.schema import (
+    EVAL,
+    IMAGES,
+    PAIRS,
+    REAL,
+    SOURCE_GENERATED,
+    SOURCE_REAL,
+    eval_features,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +102,11 @@ class EvalsetConfig(Options):
     seed: int = option(0, help="seeds the prompts, the pipelines' noise and the patch sampling")
     train_data: str | None = option(
         None, help="a dpgen training build: refuse any image it contains"
+    )
+    held_out: list[str] = option(
+        [],
+        help="producers (names or labels) marked held out, comma-separated: the unseen "
+        "generators of an open-set evaluation (dpeval attribute)",
     )
     device: str | None = option(None, help="torch device (default: cuda when available, else cpu)")
 
@@ -213,7 +232,7 @@ def _real_chunks(
             gen.unload()
             logger.info("%s: reconstructed %d real images", spec.name, len(prepared))
     for ref, image in _prepared(refs[PRISTINE], config, 1):
-        yield _chunk(image, f"real/{ref.image_id}", PRISTINE, "real", config.patch_size)
+        yield _chunk(image, f"real/{ref.image_id}", PRISTINE, REAL, config.patch_size)
 
 
 def _list_sources(config: EvalsetConfig) -> dict[str, list[sources.SourceRef]]:
@@ -250,7 +269,19 @@ def training_image_ids(path: str) -> set[str]:
     raise EvalsetError(f"{path}: no {IMAGES!r} or {PAIRS!r} split; not a dpgen build")
 
 
-def _dataset(chunks: list[_Chunk], patch_size: int) -> Dataset:
+def producer_labels(config: EvalsetConfig, specs: list[GeneratorSpec]) -> dict[str, str]:
+    """The label of every producer name: a manifest's label (``tiny-sd21`` -> ``sd21``), the
+    name itself for a ``--generated`` folder that names no manifest, ``real`` for pristine."""
+    labels = {REAL: REAL, **{s.name: s.label for s in specs}}
+    known = available_generators()
+    for name in config.generated:
+        labels[name] = load_manifest(known[name]).label if name in known else name
+    return labels
+
+
+def _dataset(
+    chunks: list[_Chunk], patch_size: int, labels: dict[str, str], held_out: set[str]
+) -> Dataset:
     patches = np.concatenate([c.patches for c in chunks])
     rows = [(c, i) for c in chunks for i in range(len(c.boxes))]
     label = [0 if c.kind != GENERATED else 1 for c, _ in rows]
@@ -261,6 +292,8 @@ def _dataset(chunks: list[_Chunk], patch_size: int) -> Dataset:
             "label": label,
             "kind": [c.kind for c, _ in rows],
             "source": [c.source for c, _ in rows],
+            "source_label": [labels[c.source] for c, _ in rows],
+            "held_out": [c.source in held_out or labels[c.source] in held_out for c, _ in rows],
             "box": [list(c.boxes[i]) for c, i in rows],
             "patch": patches,
         },
@@ -305,6 +338,10 @@ def build_evalset(config: EvalsetConfig) -> dict[str, int]:
                 f"{shared[:3]}); the evaluation set must be independent of the training images"
             )
     rng = np.random.default_rng(config.seed)
+    labels = producer_labels(config, specs)
+    unknown = sorted(set(config.held_out) - set(labels) - set(labels.values()))
+    if unknown:
+        raise EvalsetError(f"--held-out {unknown}: not a producer of this set ({sorted(labels)})")
 
     by_source: dict[str, list[_Chunk]] = {}
     chunks = (*_real_chunks(specs, config, refs), *_generated_chunks(specs, config, refs, rng))
@@ -314,7 +351,7 @@ def build_evalset(config: EvalsetConfig) -> dict[str, int]:
 
     parts, counts = [], {}
     for key, chunks in by_source.items():
-        ds = _dataset(chunks, config.patch_size)
+        ds = _dataset(chunks, config.patch_size, labels, set(config.held_out))
         if config.max_per_source is not None and len(ds) > config.max_per_source:
             keep = np.sort(rng.choice(len(ds), config.max_per_source, replace=False))
             ds = ds.select(keep.tolist())
@@ -322,6 +359,6 @@ def build_evalset(config: EvalsetConfig) -> dict[str, int]:
         counts[key] = len(ds)
         logger.info("%s: %d patches", key, len(ds))
     DatasetDict({EVAL: concatenate_datasets(parts)}).save_to_disk(str(out))
-    info = {"config": config.to_dict(), "counts": counts}
+    info = {"config": config.to_dict(), "counts": counts, "labels": labels}
     (out / INFO_FILE).write_text(json.dumps(info, indent=2))
     return counts

@@ -137,8 +137,10 @@ def eval_features(patch_size: int) -> Features:
     """Features of an evaluation set: one split ``eval`` of labelled patches.
 
     ``label`` is 0 real / 1 generated; ``source`` names the producer (a generator name for
-    generated and latent-reconstructed patches, ``real`` for pristine ones); ``kind`` is one of
-    `EVAL_KINDS`.
+    generated and latent-reconstructed patches, ``real`` for pristine ones) and
+    ``source_label`` its class label (the manifest's label, e.g. ``sd21`` for ``tiny-sd21``);
+    ``kind`` is one of `EVAL_KINDS`; ``held_out`` marks producers set aside as unseen
+    (``dpgen evalset --held-out``).
     """
     return Features(
         {
@@ -147,6 +149,8 @@ def eval_features(patch_size: int) -> Features:
             "label": ClassLabel(names=["real", "generated"]),
             "kind": Value("string"),
             "source": Value("string"),
+            "source_label": Value("string"),
+            "held_out": Value("bool"),
             "box": Sequence(Value("int32"), length=4),
             "patch": patch_feature(patch_size),
         }

@@ -64,11 +64,12 @@ def test_stratified_split_holds_out_each_stratum() -> None:
 
 def test_in_domain_mask_matches_names_labels_and_pristine() -> None:
     mask = probe.in_domain_mask(
-        ["tiny-sd21", "tiny-flux", "real", "midjourney"],
-        ["generated", "latent-reconstructed", "pristine", "generated"],
+        ["tiny-sd21", "tiny-flux", "real", "midjourney", "sd21"],
+        ["sd21", "flux", "real", "midjourney", "sd21"],
+        ["generated", "latent-reconstructed", "pristine", "generated", "generated"],
         ["sd21"],
     )
-    assert mask.tolist() == [True, False, True, False]
+    assert mask.tolist() == [True, False, True, False, True]
 
 
 def _evalset(path, n_per_source: int = 24, patch: int = 16) -> None:
@@ -89,6 +90,10 @@ def _evalset(path, n_per_source: int = 24, patch: int = 16) -> None:
             rows["label"].append(label)
             rows["kind"].append(kind)
             rows["source"].append(source)
+            rows["source_label"].append(
+                {"tiny-sd21": "sd21", "tiny-flux": "flux"}.get(source, source)
+            )
+            rows["held_out"].append(False)
             rows["box"].append([0, 0, patch, patch])
             rows["patch"].append(np.clip(base, 0, 255).astype(np.uint8))
     ds = Dataset.from_dict(rows, features=eval_features(patch))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from datasets import Dataset, DatasetDict, load_from_disk
@@ -39,6 +41,7 @@ def test_folders_and_tiny_pipeline(tmp_path) -> None:
         patch_size=16,
         image_size=64,
         max_per_source=10,
+        held_out=["mj"],
     )
     counts = build_evalset(config)
     assert counts == {
@@ -54,6 +57,11 @@ def test_folders_and_tiny_pipeline(tmp_path) -> None:
     assert len(set(ds["patch_id"])) == 40
     pristine = ds.filter(lambda r: r["kind"] == "pristine")
     assert all(i.startswith("real/im") for i in pristine["image_id"])
+    # each producer's label beside its name; the held-out producer marked
+    by_source = {s: (lab, held) for s, lab, held in zip(ds["source"], ds["source_label"], ds["held_out"], strict=True)}  # fmt: skip
+    assert by_source == {"tiny-sd21": ("sd21", False), "real": ("real", False), "mj": ("mj", True)}
+    with pytest.raises(EvalsetError, match="--held-out.*'nope'"):
+        build_evalset(dataclasses.replace(config, out=str(tmp_path / "e2"), held_out=["nope"]))
 
 
 def test_refuses_overlap_with_training_build(tmp_path) -> None:
