@@ -37,6 +37,7 @@ from dpgen.masks import (
     MASK_POLICIES,
     MaskError,
     check_mask,
+    choose_instance,
     random_mask,
     semantic_mask,
     to_image,
@@ -257,11 +258,7 @@ class Builder:
                     )
                 self._coco = load_coco_instances(cfg.annotations)
             stem = Path(job.ref.path).stem if job.ref else ""
-            # TGIF's source filter: objects larger than 64x64 px; one chosen at random.
-            anns = [a for a in self._coco.get(stem, []) if a.get("area", 0) > 64 * 64]
-            if not anns:
-                raise MaskError(f"{where}: no COCO instance larger than 64x64 px for {stem!r}")
-            ann = anns[int(rng.integers(len(anns)))]
+            ann = choose_instance(self._coco.get(stem, []), rng, f"{where} ({stem!r})")
             full = semantic_mask(*prepared.original_size, ann, kind="segm")
             mask = transform_mask(full, prepared.scale, prepared.crop)
         else:

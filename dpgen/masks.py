@@ -190,6 +190,23 @@ def _decode_rle(rle: dict, width: int, height: int, where: str) -> np.ndarray:
     return flat.reshape(width, height).T.copy()
 
 
+#: TGIF's object filter: an instance must cover more than 64x64 px.
+MIN_INSTANCE_AREA = 64 * 64
+
+
+def choose_instance(annotations: list[dict], rng: np.random.Generator, where: str) -> dict:
+    """The COCO instance a semantic mask is made from: one drawn uniformly among the image's
+    instances larger than `MIN_INSTANCE_AREA` (TGIF's source filter).
+
+    Raises:
+        MaskError: the image has no such instance.
+    """
+    candidates = [a for a in annotations if a.get("area", 0) > MIN_INSTANCE_AREA]
+    if not candidates:
+        raise MaskError(f"{where}: no COCO instance larger than 64x64 px")
+    return candidates[int(rng.integers(len(candidates)))]
+
+
 def semantic_mask(width: int, height: int, annotation: dict, kind: str = "segm") -> np.ndarray:
     """Mask of one COCO object (TGIF's ``segm`` and ``bbox`` masks).
 
