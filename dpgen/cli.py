@@ -30,9 +30,11 @@ def run_build(config) -> int:
 
 def run_info(config) -> int:
     """``dpgen info``: counts per split x category x generator."""
-    from dpgen.info import build_counts, format_counts
+    from dpgen.info import build_counts, content_digest, format_counts
 
     counts = build_counts(config.dir)
+    if config.digest:
+        counts["digest"] = content_digest(config.dir)
     print(json.dumps(counts, indent=1) if config.json else format_counts(counts))
     return 0
 

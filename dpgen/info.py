@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ import numpy as np
 from datasets import DatasetDict, load_from_disk
 
 from dpgen.options import Options, option
-from dpgen.schema import IMAGES, NEGATIVES, PAIRS, SOURCE_GENERATED, SOURCE_REAL
+from dpgen.schema import IMAGES, NEGATIVES, PAIRS, SOURCE_GENERATED, SOURCE_REAL, patch_array
 
 
 @dataclass(kw_only=True)
@@ -21,6 +22,9 @@ class InfoConfig(Options):
 
     dir: Path = option(help="a finished dpgen build folder", positional=True)
     json: bool = option(False, help="print the counts as JSON")
+    digest: bool = option(
+        False, help="also print the SHA-256 of every row (reads every patch: slow on big builds)"
+    )
 
 
 def load_build(out: str | Path) -> DatasetDict:
@@ -113,7 +117,36 @@ def format_counts(counts: dict[str, Any]) -> str:
     lines.append(f"images: {img['rows']} {img['by_source']}")
     lines.append(f"grids inside: {img['grid_inside']}  outside: {img['grid_outside']}")
     lines.append(f"pairing formulas hold: {counts['formulas_hold']}")
+    if "digest" in counts:
+        lines.append(f"digest: {counts['digest']}")
     if counts["skipped"]:
         lines.append(f"skipped sources: {len(counts['skipped'])}")
         lines += [f"  {s['path'] or s['key']}: {s['reason']}" for s in counts["skipped"]]
     return "\n".join(lines)
+
+
+def content_digest(out: str | Path) -> str:
+    """SHA-256 of a build's rows, split by split, in row order (every column, patches as bytes).
+
+    Two builds have the same digest exactly when ``load_from_disk`` gives the same rows in the
+    same order, however their Arrow files were chunked or sharded.
+    """
+    digest = hashlib.sha256()
+    dd = load_build(out)
+    for split in (PAIRS, NEGATIVES, IMAGES):
+        table = dd[split].data.table
+        digest.update(f"{split}:{table.num_rows}:{','.join(table.column_names)}".encode())
+        for batch in table.to_batches(max_chunksize=4096):
+            for name in batch.schema.names:
+                column = batch.column(name)
+                if name == "patch":
+                    digest.update(patch_array(column).tobytes())
+                else:
+                    digest.update(json.dumps(column.to_pylist(), default=_bytes_of).encode())
+    return digest.hexdigest()
+
+
+def _bytes_of(value: Any) -> str:
+    if isinstance(value, bytes):
+        return hashlib.sha256(value).hexdigest()
+    raise TypeError(f"cannot digest {type(value).__name__}")
