@@ -1,11 +1,14 @@
-"""The build loop: source image -> generators -> pairing -> shards, split across processes.
+"""The build: jobs -> generator-major passes -> pairing -> committed shards, across processes.
 
-Work items ("jobs") are listed deterministically from the sources: every real image, then each
-generator's generated images. Jobs are cut into shards; shard ``i`` goes to process
-``i % world_size`` (``accelerate launch -m dpgen build ...`` splits a build over GPUs). Every
-random choice of a job (mask, steps, guidance, pipeline seeds, prompt) comes from a generator
-seeded by ``(seed, job key)``, so a job's rows do not depend on which process ran it, on the
-shard size, or on whether the build was interrupted.
+Jobs (`dpgen.jobs`) are listed deterministically from the sources and cut into shards of
+``--shard-size``; a shard is committed atomically with its ledger entry (`dpgen.shards`) and is
+the unit of resume. The pending shards (not yet in the ledger) are spread over the processes
+(``accelerate launch -m dpgen build`` splits a build over GPUs): pending shard ``j`` goes to
+process ``j % world_size``, so a rerun after one of eight GPUs failed gives every process a
+share of what is left. Each process runs its shards in passes of about ``--pass-size`` images
+(`dpgen.schedule`): one generator resident at a time. Every random choice of a job comes from a
+stream seeded by ``(seed, job key)``, so a job's rows do not depend on which process ran it, on
+the shard or pass size, on the order generators run in, or on where a kill happened.
 """
 
 from __future__ import annotations
@@ -16,8 +19,7 @@ import math
 import platform
 import subprocess
 import time
-import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -31,42 +33,24 @@ from tqdm.auto import tqdm
 from dpgen import __version__
 from dpgen.card import CITATION
 from dpgen.errors import InputError
-from dpgen.grid import inside_grid, outside_grid
-from dpgen.manifest import GeneratorSpec, common_multiple, resolve_generators
-from dpgen.masks import (
-    MASK_POLICIES,
-    MaskError,
-    check_mask,
-    choose_instance,
-    random_mask,
-    semantic_mask,
-    to_image,
-    training_mask,
-    transform_mask,
-)
+from dpgen.jobs import Job, JobPlanner, PreparedJob, image_record, list_jobs
+from dpgen.manifest import GeneratorSpec, resolve_generators
+from dpgen.masks import MASK_POLICIES, MaskError
 from dpgen.options import OptionError, Options, option
 from dpgen.pairing import PatchRows, View, pair_generated, pair_real
-from dpgen.pipelines import Generator
+from dpgen.pipelines import OFFLOAD_MODES, Generator
+from dpgen.schedule import GeneratorPass, shard_units
 from dpgen.schema import (
     IMAGE_FEATURES,
     IMAGES,
     NEGATIVES,
     PAIRS,
     SOURCE_GENERATED,
-    SOURCE_REAL,
     generator_names,
     patch_features,
 )
 from dpgen.shards import commit_shard, done_shards, finalize, rows_table, to_table
-from dpgen.sources import (
-    SourceError,
-    SourceRef,
-    list_images,
-    load_coco_instances,
-    load_image,
-    load_prompts,
-    prepare,
-)
+from dpgen.sources import SourceError, load_coco_instances, load_prompts
 
 logger = logging.getLogger(__name__)
 
@@ -107,9 +91,34 @@ class RoundtripConfig(Options):
     grid: tuple[int, int] = option((4, 4), help="ROWSxCOLS patch grid", parse=parse_grid)
     margin: int = option(8, help="px kept between outside patches and the mask")
     shard_size: int = option(4, help="images per shard (the unit of resume)")
+    pass_size: int = option(
+        256,
+        help="images per generator-major pass, in whole shards: each generator loads once per "
+        "pass (FLUX.1 takes tens of seconds), and the pass's images wait in memory",
+    )
+    batch_size: int = option(
+        1,
+        help="images of one generator per pipeline call (TGIF: 3 for SD/SDXL); 1 reproduces "
+        "the per-image steps and guidance, N > 1 shares them per batch (docs/dpgen.md)",
+    )
+    offload: str = option(
+        "auto",
+        help="diffusers CPU offload: none, model (enable_model_cpu_offload), sequential "
+        "(enable_sequential_cpu_offload), or auto: the least that dpgen plan says fits",
+        choices=OFFLOAD_MODES,
+    )
+    vae_tiling: bool = option(
+        False,
+        help="VAE encode/decode in overlapping tiles (less memory for large sources); it "
+        "changes pixels slightly, so it is one of the build's settings",
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if min(self.pass_size, self.batch_size) < 1:
+            raise OptionError(
+                f"pass_size and batch_size must be >= 1, got {self.pass_size}, {self.batch_size}"
+            )
         if self.patch_size < 8 or self.margin < 0 or self.shard_size < 1:
             raise OptionError(
                 f"need patch_size >= 8, margin >= 0, shard_size >= 1; got {self.patch_size}, "
@@ -121,7 +130,8 @@ class RoundtripConfig(Options):
     def fingerprint(self) -> dict[str, Any]:
         """The settings that determine the rows (a rerun must match them to resume)."""
         data = self.to_dict()
-        data.pop("out")
+        for name in ("out", "pass_size", "offload"):  # how the work is run, not what it makes
+            data.pop(name)
         data["mode"] = self.mode
         return data
 
@@ -152,19 +162,11 @@ class BuildConfig(RoundtripConfig):
     annotations: str | None = option(None, help="COCO instances JSON (for --mask-policy semantic)")
 
 
-@dataclass(frozen=True)
-class Job:
-    """One source image to process. ``key`` is unique in the build and seeds its randomness."""
-
-    key: str
-    source_set: str
-    generator: str  # the generator of a generated source; "" for real
-    ref: SourceRef | None  # None: made by the generator's text-to-image pipeline
-
-    @property
-    def image_id(self) -> str:
-        """``<id>`` for real images, ``<generator>/<id>`` for generated ones (ids repeat across generators)."""
-        return self.key.split("/", 1)[1]
+def pending_shards(num_shards: int, done: set[int] | dict, rank: int, world_size: int) -> list[int]:
+    """This process's share of the shards not yet committed: every ``world_size``-th pending
+    shard from the ``rank``-th, so every process gets work however the previous run ended."""
+    pending = [i for i in range(num_shards) if i not in done]
+    return pending[rank::world_size]
 
 
 @dataclass
@@ -175,18 +177,20 @@ class BuildStats:
     skipped: int = 0
     patches: int = 0
     pipeline_seconds: float = 0.0
+    load_seconds: float = 0.0
     wall_seconds: float = 0.0
 
 
 @dataclass
-class _Result:
-    pairs: PatchRows
-    negatives: PatchRows
-    record: dict[str, Any]
+class _Shard:
+    index: int
+    jobs: list[Job]
+    prepared: list[PreparedJob] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
 
 
 class Builder:
-    """Runs the jobs of a `BuildConfig` on this process's device."""
+    """Runs this process's share of a build (`RoundtripConfig` or `BuildConfig`)."""
 
     def __init__(self, cfg: RoundtripConfig, state: PartialState | None = None) -> None:
         self.cfg = cfg
@@ -194,6 +198,7 @@ class Builder:
         # machine with no GPU as single processes (each would build everything).
         self.state = state or PartialState(cpu=not torch.cuda.is_available())
         self.specs = resolve_generators(cfg.generators)
+        self.inpainting = isinstance(cfg, BuildConfig)
         unknown = sorted(set(getattr(cfg, "generated", {})) - {s.name for s in self.specs})
         if unknown:
             raise BuildError(f"--generated names {unknown} that are not in --generators")
@@ -203,216 +208,139 @@ class Builder:
             NEGATIVES: patch_features(cfg.patch_size, self.label_names),
             IMAGES: IMAGE_FEATURES,
         }
-        self.generators = {s.name: Generator(s, device=self.state.device) for s in self.specs}
-        self.stats = BuildStats()
-        self._prompts: list[str] | None = None
-        self._coco: dict[str, list[dict]] | None = None
-
-    # -- job list ------------------------------------------------------------------------
-    def jobs(self) -> list[Job]:
-        cfg = self.cfg
-        real = list_images(cfg.real, SOURCE_REAL, num_images=cfg.num_images, seed=cfg.seed)
-        jobs = [Job(f"real/{r.image_id}", SOURCE_REAL, "", r) for r in real]
-        if cfg.mode == "roundtrip":
-            return jobs
-        count = cfg.num_generated if cfg.num_generated is not None else len(real)
-        for spec in self.specs:
-            if spec.name in cfg.generated:
-                refs = list_images(
-                    cfg.generated[spec.name], SOURCE_GENERATED, spec.name, count, cfg.seed
-                )
-                jobs += [
-                    Job(f"generated/{spec.name}/{r.image_id}", SOURCE_GENERATED, spec.name, r)
-                    for r in refs
-                ]
-            else:
-                jobs += [
-                    Job(f"generated/{spec.name}/{i:06d}", SOURCE_GENERATED, spec.name, None)
-                    for i in range(count)
-                ]
-        return jobs
-
-    # -- one job -------------------------------------------------------------------------
-    def _rng(self, job: Job) -> np.random.Generator:
-        return np.random.default_rng([self.cfg.seed, zlib.crc32(job.key.encode())])
-
-    def _draw(self, spec: GeneratorSpec, rng: np.random.Generator) -> tuple[int, float, int]:
-        steps = int(rng.integers(spec.steps[0], spec.steps[1] + 1))
-        guidance = float(rng.uniform(*spec.guidance))
-        return steps, round(guidance, 4), int(rng.integers(2**31 - 1))
-
-    def _mask(self, job: Job, prepared, rng: np.random.Generator, where: str) -> np.ndarray:
-        cfg, (width, height) = self.cfg, prepared.image.size
-        rows, cols = cfg.grid
-        if cfg.mode == "roundtrip":
-            return np.zeros((height, width), dtype=bool)
-        if cfg.mask_policy == "train":
-            mask = training_mask(width, height, rng, rows, cols, cfg.patch_size, cfg.margin)
-        elif cfg.mask_policy == "random":
-            mask = random_mask(width, height, rng)
-        elif cfg.mask_policy == "semantic":
-            if self._coco is None:
-                if not cfg.annotations:
-                    raise BuildError(
-                        "--mask-policy semantic needs --annotations (COCO instances JSON)"
-                    )
-                self._coco = load_coco_instances(cfg.annotations)
-            stem = Path(job.ref.path).stem if job.ref else ""
-            ann = choose_instance(self._coco.get(stem, []), rng, f"{where} ({stem!r})")
-            full = semantic_mask(*prepared.original_size, ann, kind="segm")
-            mask = transform_mask(full, prepared.scale, prepared.crop)
-        else:
-            raise BuildError(f"unknown mask policy {cfg.mask_policy!r}")
-        check_mask(mask, where)
-        return mask
-
-    def _timed(self, fn, *args):
-        start = time.perf_counter()
-        try:
-            return fn(*args)
-        finally:
-            self.stats.pipeline_seconds += time.perf_counter() - start
-
-    def _source(self, job: Job, rng: np.random.Generator):
-        """Load (or make) and prepare the source image of a job."""
-        cfg = self.cfg
-        min_side = 2 * cfg.patch_size
-        if job.source_set == SOURCE_REAL:
-            multiple = common_multiple(self.specs)
-            max_side = min(s.resolution for s in self.specs)
-        else:
-            spec = self.generators[job.generator].spec
-            multiple, max_side = spec.size_multiple, spec.resolution
-        if job.ref is not None:
-            image, _ = load_image(job.ref)
-            prepared = prepare(image, multiple, max_side, min_side, where=job.ref.path)
-            return prepared, job.ref.path, job.ref.prompt, None
-        spec = self.generators[job.generator].spec
-        if self._prompts is None:
-            self._prompts = load_prompts(cfg.prompts)
-        prompt = self._prompts[int(rng.integers(len(self._prompts)))]
-        steps, guidance, seed = self._draw(spec, rng)
-        size = spec.resolution
-        image = self._timed(
-            self.generators[job.generator].generate, [prompt], [seed], steps, guidance, size, size
-        )[0]
-        prepared = prepare(image, multiple, max_side, min_side, where=job.key)
-        return prepared, "", prompt, (steps, guidance, seed)
-
-    def run_job(self, job: Job) -> _Result:
-        """Process one job. Raises SourceError / MaskError for a bad source."""
-        cfg, rng = self.cfg, self._rng(job)
-        rows, cols = cfg.grid
-        prepared, path, prompt, t2i = self._source(job, rng)
-        where = path or job.key
-        mask = self._mask(job, prepared, rng, where)
-        inside = inside_grid(mask, rows, cols, cfg.patch_size)
-        outside = outside_grid(mask, rows, cols, cfg.patch_size, cfg.margin)
-        needed = (
-            inside.cells if job.source_set == SOURCE_GENERATED else inside.cells + outside.cells
+        self.mask_policy = cfg.mask_policy if self.inpainting else "none"
+        self.planner = JobPlanner(
+            self.specs,
+            seed=cfg.seed,
+            roundtrip=not self.inpainting,
+            mask_policy=self.mask_policy,
+            grid=cfg.grid,
+            patch=cfg.patch_size,
+            margin=cfg.margin,
+            prompts=lambda: load_prompts(cfg.prompts),
+            annotations=self._annotations,
         )
-        if not needed:
-            w, h = prepared.image.size
-            raise SourceError(f"{where}: no {cfg.patch_size}px patch fits the mask on {w}x{h}")
-        source = np.asarray(prepared.image, dtype=np.uint8)
-        mask_image = to_image(mask)
-        names = [job.generator] if job.source_set == SOURCE_GENERATED else list(self.generators)
-        views, settings = [], []
-        for name in names:
-            gen = self.generators[name]
-            if cfg.mode == "roundtrip":  # the VAE is deterministic: nothing to draw
-                out = self._timed(gen.roundtrip, [prepared.image])[0]
-                steps, guidance = 0, 0.0
-            else:
-                steps, guidance, seed = self._draw(gen.spec, rng)
-                out = self._timed(gen.inpaint, [prepared.image], [mask_image], [prompt], [seed], steps, guidance)[0]  # fmt: skip
-            label = self.label_names.index(gen.spec.label)
-            views.append(View(name, label, np.asarray(out, dtype=np.uint8)))
-            settings.append((steps, guidance))
-        if job.source_set == SOURCE_GENERATED:
-            pairs = pair_generated(job.image_id, source, views[0], inside)
-            negatives = PatchRows.empty(cfg.patch_size)
-        else:
-            pairs, negatives = pair_real(job.image_id, source, views, inside, outside)
-        record = {
-            "image_id": job.image_id,
-            "source_set": job.source_set,
-            "generator": job.generator,
-            "path": path,
-            "original_size": list(prepared.original_size),
-            "scale": prepared.scale,
-            "crop": list(prepared.crop),
-            "size": list(prepared.image.size),
-            "mask": mask_image,
-            "mask_policy": "none" if cfg.mode == "roundtrip" else cfg.mask_policy,
-            "prompt": prompt,
-            "seed": t2i[2] if t2i else -1,
-            "inpainted_by": names,
-            "steps": [s for s, _ in settings],
-            "guidance": [g for _, g in settings],
-            "grid_inside": [inside.rows, inside.cols],
-            "grid_outside": [outside.rows, outside.cols],
-            "n_inside": len(inside.cells),
-            "n_outside": len(outside.cells),
-        }
-        return _Result(pairs, negatives, record)
+        self.stats = BuildStats()
 
-    # -- shards --------------------------------------------------------------------------
-    def run_shard(self, index: int, jobs: list[Job], bar: tqdm) -> None:
-        results, skipped = [], []
-        for job in jobs:
+    def _annotations(self) -> dict[str, list[dict]]:
+        if not self.cfg.annotations:
+            raise BuildError("--mask-policy semantic needs --annotations (COCO instances JSON)")
+        return load_coco_instances(self.cfg.annotations)
+
+    def make_generator(self, spec: GeneratorSpec) -> Generator:
+        """A generator on this process's device with the build's offload setting."""
+        cfg = self.cfg
+        return Generator(spec, self.state.device, offload=cfg.offload, vae_tiling=cfg.vae_tiling)
+
+    def jobs(self) -> list[Job]:
+        """Every job of the build, in build order (`dpgen.jobs.list_jobs`)."""
+        cfg = self.cfg
+        return list_jobs(
+            cfg.real,
+            self.specs,
+            num_images=cfg.num_images,
+            seed=cfg.seed,
+            generated=cfg.generated if self.inpainting else None,
+            num_generated=cfg.num_generated if self.inpainting else None,
+        )
+
+    # -- one pass ------------------------------------------------------------------------
+    def _prepare(self, shard: _Shard) -> None:
+        """Every decision of the shard's jobs; unusable sources are skipped and recorded."""
+        for job in shard.jobs:
             try:
-                results.append(self.run_job(job))
-                self.stats.images += 1
+                shard.prepared.append(self.planner.prepare(job))
             except (SourceError, MaskError) as err:
                 logger.warning("skipped %s: %s", job.key, err)
-                skipped.append(
+                shard.skipped.append(
                     {"key": job.key, "path": job.ref.path if job.ref else "", "reason": str(err)}
                 )
-                self.stats.skipped += 1
-            bar.update(1)
-            elapsed = max(time.perf_counter() - self._start, 1e-9)
-            bar.set_postfix(
-                img_s=f"{self.stats.images / elapsed:.2f}",
-                patch_s=f"{self.stats.patches / elapsed:.0f}",
-            )
-        records = {k: [r.record[k] for r in results] for k in IMAGE_FEATURES}
-        tables = {
-            PAIRS: rows_table([r.pairs for r in results], self.features[PAIRS]),
-            NEGATIVES: rows_table([r.negatives for r in results], self.features[NEGATIVES]),
-            IMAGES: to_table(records, IMAGE_FEATURES),
-        }
-        self.stats.patches += tables[PAIRS].num_rows + tables[NEGATIVES].num_rows
-        commit_shard(
-            self.cfg.out, index, tables, {"jobs": [j.key for j in jobs], "skipped": skipped}
-        )
 
+    def _rows(self, p: PreparedJob) -> tuple[PatchRows, PatchRows]:
+        source = np.asarray(p.image, dtype=np.uint8)
+        views = [
+            View(n, self.label_names.index(self.planner.specs[n].label), p.views[n])
+            for n in p.painters
+        ]
+        if p.job.source_set == SOURCE_GENERATED:
+            return pair_generated(p.job.image_id, source, views[0], p.inside), PatchRows.empty(
+                self.cfg.patch_size
+            )
+        return pair_real(p.job.image_id, source, views, p.inside, p.outside)
+
+    def _commit(self, shard: _Shard) -> None:
+        rows = [self._rows(p) for p in shard.prepared]
+        records = [image_record(p, self.mask_policy) for p in shard.prepared]
+        tables = {
+            PAIRS: rows_table([r[0] for r in rows], self.features[PAIRS]),
+            NEGATIVES: rows_table([r[1] for r in rows], self.features[NEGATIVES]),
+            IMAGES: to_table({k: [r[k] for r in records] for k in IMAGE_FEATURES}, IMAGE_FEATURES),
+        }
+        self.stats.images += len(shard.prepared)
+        self.stats.skipped += len(shard.skipped)
+        self.stats.patches += tables[PAIRS].num_rows + tables[NEGATIVES].num_rows
+        entry = {
+            "jobs": [j.key for j in shard.jobs],
+            "skipped": shard.skipped,
+            "process": self.state.process_index,
+        }
+        commit_shard(self.cfg.out, shard.index, tables, entry)
+
+    def run_pass(self, shards: list[_Shard], bar: tqdm) -> None:
+        """Prepare, run every generator over the pass, pair and commit each shard in order."""
+        for shard in shards:
+            self._prepare(shard)
+        runner = GeneratorPass(
+            self.specs,
+            self.make_generator,
+            batch_size=self.cfg.batch_size,
+            seed=self.cfg.seed,
+            roundtrip=not self.inpainting,
+            source_rule=self.planner.source_rule,
+            min_side=2 * self.cfg.patch_size,
+        )
+        start = time.perf_counter()
+        runner.run([s.prepared for s in shards])
+        seconds = time.perf_counter() - start
+        self.stats.pipeline_seconds += runner.pipeline_seconds
+        self.stats.load_seconds += runner.load_seconds
+        logger.info(
+            "pass of %d image(s): %.1f s, of which loading %.1f s (%.0f%%)",
+            sum(len(s.jobs) for s in shards), seconds, runner.load_seconds,
+            100 * runner.load_seconds / max(seconds, 1e-9),
+        )  # fmt: skip
+        for shard in shards:
+            self._commit(shard)
+            bar.update(len(shard.jobs))
+
+    # -- the whole build -------------------------------------------------------------------
     def run(self) -> BuildStats:
-        """Run this process's unfinished shards, then (main process) finalize the directory."""
+        """Run this process's pending shards, then (main process) finalize the directory."""
         cfg, state = self.cfg, self.state
         out = Path(cfg.out)
         jobs = self.jobs()
         num_shards = max(1, math.ceil(len(jobs) / cfg.shard_size))
         self._check_resume(out, len(jobs))
         done = done_shards(out)
-        mine = [
-            i
-            for i in range(num_shards)
-            if i % state.num_processes == state.process_index and i not in done
-        ]
+        state.wait_for_everyone()  # every process read the same ledger before anyone commits
+        mine = pending_shards(num_shards, done, state.process_index, state.num_processes)
         if state.is_main_process:
             logger.info(
                 "%d jobs in %d shards on %d process(es); %d shard(s) already done",
                 len(jobs), num_shards, state.num_processes, len(done),
             )  # fmt: skip
-        self._start = time.perf_counter()
-        my_jobs = sum(len(jobs[i * cfg.shard_size : (i + 1) * cfg.shard_size]) for i in mine)
+        start = time.perf_counter()
+        shard_jobs = {i: jobs[i * cfg.shard_size : (i + 1) * cfg.shard_size] for i in mine}
+        sizes = {i: len(j) for i, j in shard_jobs.items()}
         with tqdm(
-            total=my_jobs, desc=f"dpgen[{state.process_index}]", unit="img", disable=not my_jobs
+            total=sum(sizes.values()),
+            desc=f"dpgen[{state.process_index}]",
+            unit="img",
+            disable=not mine,
         ) as bar:
-            for i in mine:
-                self.run_shard(i, jobs[i * cfg.shard_size : (i + 1) * cfg.shard_size], bar)
-        self.stats.wall_seconds = time.perf_counter() - self._start
+            for unit in shard_units(mine, sizes, cfg.pass_size):
+                self.run_pass([_Shard(i, shard_jobs[i]) for i in unit], bar)
+        self.stats.wall_seconds = time.perf_counter() - start
         state.wait_for_everyone()
         if state.is_main_process:
             self._finalize(out, num_shards)

@@ -22,6 +22,26 @@ MANIFEST_DIR = Path(__file__).resolve().parent.parent / "manifests" / "generator
 
 DTYPES = ("float32", "float16", "bfloat16")
 
+#: diffusers' default ``strength`` of each inpainting pipeline, used when a manifest sets none.
+DEFAULT_STRENGTH = {
+    "StableDiffusionInpaintPipeline": 1.0,
+    "StableDiffusionXLInpaintPipeline": 0.9999,
+    "FluxInpaintPipeline": 0.6,
+    "FluxFillPipeline": 1.0,
+}
+
+
+def effective_steps(pipeline: str, steps: int, strength: float) -> int:
+    """Denoising steps a diffusers inpainting pipeline runs for ``steps`` at ``strength``.
+
+    SD / SDXL (``get_timesteps``): ``min(int(steps * strength), steps)``; Flux:
+    ``steps - int(max(steps - steps * strength, 0))``. Zero means the call fails (SD) or
+    returns the source untouched.
+    """
+    if pipeline.startswith("Flux"):
+        return steps - int(max(steps - steps * strength, 0))
+    return min(int(steps * strength), steps)
+
 
 class ManifestError(InputError):
     """A manifest file is missing, malformed, or has an unknown key or a bad value."""
@@ -90,6 +110,28 @@ class GeneratorSpec:
             raise ManifestError(f"{where}: guidance {list(self.guidance)} is not a range")
         if self.strength is not None and not 0 < self.strength <= 1:
             raise ManifestError(f"{where}: strength {self.strength} is not in (0, 1]")
+        self._check_pipeline_use(where)
+
+    def _check_pipeline_use(self, where: str) -> None:
+        """Settings the inpainting pipeline would refuse, or silently ignore."""
+        pipeline = self.inpaint.pipeline
+        strength = self.strength if self.strength is not None else DEFAULT_STRENGTH.get(pipeline)
+        if strength is not None and effective_steps(pipeline, self.steps[0], strength) < 1:
+            raise ManifestError(
+                f"{where}: steps {list(self.steps)} with strength {strength} leaves "
+                f"{pipeline} no denoising step at {self.steps[0]} steps; raise steps or strength"
+            )
+        lo, hi = self.guidance
+        if pipeline.startswith("StableDiffusion") and lo < 1 and hi > 0:
+            raise ManifestError(
+                f"{where}: guidance {list(self.guidance)}: below 1 turns classifier-free "
+                f"guidance off in {pipeline}; use values >= 1, or [0, 0] for no guidance"
+            )
+        if "flux.1-schnell" in self.inpaint.checkpoint.lower() and hi > 0:
+            raise ManifestError(
+                f"{where}: guidance {list(self.guidance)}: FLUX.1 schnell is guidance-distilled "
+                "and ignores guidance_scale; set guidance: [0.0, 0.0]"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved manifest as plain data (for provenance and cards)."""

@@ -51,6 +51,36 @@ def check_mask(mask: np.ndarray, where: str) -> None:
         raise MaskError(f"{where}: mask is full (no authentic pixel left)")
 
 
+def check_mask_image(mask: Image.Image, where: str) -> np.ndarray:
+    """Check an inpainting mask as pipelines receive it; return it as a (H, W) bool array.
+
+    The toolkit's masks are 8-bit L images with 0 (keep) and 255 (repaint), as TGIF's. Other
+    encodings are refused rather than guessed: a 0/1 mask, a float mask and an RGBA image whose
+    alpha carries the mask all reach a pipeline as "repaint nothing" (or everything).
+
+    Raises:
+        MaskError: naming ``where``, for a mode other than L / 1, values other than 0 and 255,
+            or an empty or full mask.
+    """
+    if not isinstance(mask, Image.Image):
+        raise MaskError(
+            f"{where}: mask must be a PIL image (mode L, 0/255), got {type(mask).__name__}"
+        )
+    if mask.mode not in ("L", "1"):
+        raise MaskError(
+            f"{where}: mask mode {mask.mode} (expected L with 0/255; an RGBA alpha or a float "
+            "mask is not read as a mask)"
+        )
+    array = np.asarray(mask.convert("L"))
+    stray = np.unique(array[(array != 0) & (array != 255)])
+    if stray.size:
+        hint = " (a 0/1 mask? multiply by 255)" if set(np.unique(array)) <= {0, 1} else ""
+        raise MaskError(f"{where}: mask values must be 0 or 255, found {stray[:4].tolist()}{hint}")
+    binary = array == 255
+    check_mask(binary, where)
+    return binary
+
+
 def random_mask(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
     """TGIF's random rectangle (IDLabMedia/tgif-dataset, ``code/inpaint-loop.py``).
 

@@ -27,6 +27,7 @@ from PIL import Image
 
 from dpgen.errors import InputError
 from dpgen.manifest import GeneratorSpec, PipelineRef
+from dpgen.masks import check_mask_image
 from dpgen.tiny import TINY_PREFIX, ensure_tiny
 
 logger = logging.getLogger(__name__)
@@ -34,6 +35,10 @@ logger = logging.getLogger(__name__)
 #: An inpainting whose outside-mask pixels equal the source's in at least this fraction was
 #: pasted back, not regenerated. A VAE decode changes nearly every pixel by at least one level.
 PASTE_BACK_FRACTION = 0.99
+
+#: ``--offload``: diffusers' CPU offload of a pipeline's modules; ``auto`` picks the least that
+#: fits the device (`resolve_offload`).
+OFFLOAD_MODES = ("auto", "none", "model", "sequential")
 
 #: Longest T5 prompt the Flux pipelines accept (and their default).
 FLUX_MAX_SEQUENCE_LENGTH = 512
@@ -103,6 +108,22 @@ def _seeded_generators(seeds: list[int]) -> list[torch.Generator]:
     return [torch.Generator("cpu").manual_seed(int(seed)) for seed in seeds]
 
 
+def resolve_offload(spec: GeneratorSpec, device: torch.device, requested: str) -> str:
+    """The offload mode a pipeline is placed with: ``none`` on a CPU (nothing to offload to),
+    else ``requested``, with ``auto`` resolved to the least that the generator's memory plan
+    (`dpgen.plan`) says fits the device's free memory; the choice is logged."""
+    if device.type != "cuda":
+        return "none"
+    if requested != "auto":
+        return requested
+    from dpgen.plan import choose_offload, plan_generator  # reads the shipped configs
+
+    free, _ = torch.cuda.mem_get_info(device)
+    mode = choose_offload(plan_generator(spec), free)
+    logger.info("%s: offload %s (%.1f GB free on %s)", spec.name, mode, free / 1e9, device)
+    return mode
+
+
 def pasted_back_fraction(source: Image.Image, output: Image.Image, mask: Image.Image) -> float:
     """Fraction of the pixels outside ``mask`` where ``output`` equals ``source`` exactly.
 
@@ -134,9 +155,19 @@ class Generator:
         fakes = gen.inpaint(images, masks, prompts, seeds=[0, 1], steps=2, guidance=3.0)
     """
 
-    def __init__(self, spec: GeneratorSpec, device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self,
+        spec: GeneratorSpec,
+        device: str | torch.device = "cpu",
+        offload: str = "none",
+        vae_tiling: bool = False,
+    ) -> None:
+        if offload not in OFFLOAD_MODES:
+            raise ValueError(f"offload must be one of {OFFLOAD_MODES}, got {offload!r}")
         self.spec = spec
         self.device = torch.device(device)
+        self.offload = offload
+        self.vae_tiling = vae_tiling
         if self.device.type == "cuda":
             self.dtype = getattr(torch, spec.dtype)
         else:
@@ -194,9 +225,39 @@ class Generator:
                 raise OSError(
                     f"{self.spec.source}: cannot load {ref.pipeline} from {ref.checkpoint!r}: {err}"
                 ) from err
-            pipe.to(self.device)
+            self._place(pipe)
+        if self.vae_tiling:
+            pipe.vae.enable_tiling()
         pipe.set_progress_bar_config(disable=True)
         return pipe
+
+    def _place(self, pipe: DiffusionPipeline) -> None:
+        """Move the pipeline to the device, or let diffusers offload it there module by module."""
+        mode = resolve_offload(self.spec, self.device, self.offload)
+        if mode == "model":
+            pipe.enable_model_cpu_offload(device=self.device)
+        elif mode == "sequential":
+            pipe.enable_sequential_cpu_offload(device=self.device)
+        else:
+            pipe.to(self.device)
+
+    def load(self, role: str) -> DiffusionPipeline:
+        """Load the ``inpaint`` or ``text2image`` pipeline now (it is kept until released)."""
+        if role not in ("inpaint", "text2image"):
+            raise ValueError(f"role must be 'inpaint' or 'text2image', got {role!r}")
+        return self.inpaint_pipeline if role == "inpaint" else self.text2image_pipeline
+
+    def release(self, role: str) -> None:
+        """Drop one pipeline. A checkpoint shared by both roles (FLUX.1 schnell) keeps its
+        modules for the other role, which is loaded first from this one (no second load)."""
+        other = "text2image" if role == "inpaint" else "inpaint"
+        ref, other_ref = getattr(self.spec, role), getattr(self.spec, other)
+        if other_ref is not None and ref.checkpoint == other_ref.checkpoint:
+            self._pipeline(other)  # shares the modules (from_pipe) before they are dropped
+        self._pipelines.pop(role, None)
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     def unload(self) -> None:
         """Free the pipelines (they reload on the next call)."""
@@ -238,11 +299,14 @@ class Generator:
 
         Raises:
             ValueError: mismatched lists or sizes, or a size not a multiple of the spec's.
+            dpgen.masks.MaskError: a mask that is not L 0/255, or is empty or full.
             FullRegenerationError: the pipeline returned the source outside a mask.
         """
         name = self.spec.name
         _check_lengths(name, images=images, masks=masks, prompts=prompts, seeds=seeds)
         width, height = _check_batch([*images, *masks], self.spec.size_multiple, "inpaint", name)
+        for i, mask in enumerate(masks):
+            check_mask_image(mask, f"{name}: mask {i}")
         images = [im.convert("RGB") for im in images]
         masks = [m.convert("L") for m in masks]
         pipe = self.inpaint_pipeline

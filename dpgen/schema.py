@@ -118,7 +118,9 @@ IMAGE_FEATURES = Features(
         "mask": Image(),  # 8-bit L, 0/255, PNG (lossless)
         "mask_policy": Value("string"),
         "prompt": Value("string"),
-        "seed": Value("int64"),
+        "seed": Value("int64"),  # text-to-image seed of a made source; -1 otherwise
+        "source_steps": Value("int32"),  # its text-to-image steps; -1 otherwise
+        "source_guidance": Value("float32"),  # its text-to-image guidance; -1 otherwise
         "inpainted_by": Sequence(Value("string")),
         "steps": Sequence(Value("int32")),  # per entry of inpainted_by
         "guidance": Sequence(Value("float32")),  # per entry of inpainted_by

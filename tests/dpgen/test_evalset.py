@@ -9,7 +9,7 @@ import pytest
 from datasets import Dataset, DatasetDict, load_from_disk
 from PIL import Image
 
-from dpgen import cli
+from dpgen import cli, evalset
 from dpgen.evalset import EvalsetConfig, EvalsetError, build_evalset, full_grid
 from dpgen.schema import EVAL, IMAGES, patch_array
 
@@ -86,3 +86,41 @@ def test_cli_errors(tmp_path, capsys) -> None:
         cli.main(["evalset", "--out", str(tmp_path / "e"), "--generated", "nope"])
     assert exit_info.value.code == 2
     assert "--generated: expected NAME=PATH, got 'nope'" in capsys.readouterr().err
+
+
+def test_resume_after_a_failure_gives_the_uninterrupted_set(tmp_path, monkeypatch) -> None:
+    real = _folder(tmp_path / "real", 3, 0)
+    config = EvalsetConfig(
+        out=str(tmp_path / "straight"),
+        generators=["tiny-sd21"],
+        reconstruct=real,
+        pristine=real,
+        num_generated=2,
+        batch_size=2,
+        patch_size=16,
+        image_size=64,
+        max_per_source=7,
+        shard_size=2,
+    )
+    build_evalset(config)
+    resumed = dataclasses.replace(config, out=str(tmp_path / "resumed"))
+    calls = {"n": 0}
+    original = evalset._ShardMaker.table
+
+    def dies_on_the_third_shard(self, jobs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # stands in for a kill: shards 0 and 1 are committed
+        return original(self, jobs)
+
+    monkeypatch.setattr(evalset._ShardMaker, "table", dies_on_the_third_shard)
+    with pytest.raises(KeyboardInterrupt):
+        build_evalset(resumed)
+    assert len(list((tmp_path / "resumed" / ".shards" / "ledger").glob("*.json"))) == 2
+    monkeypatch.setattr(evalset._ShardMaker, "table", original)
+    assert build_evalset(resumed) == build_evalset(config)  # the second call: already complete
+    a = load_from_disk(config.out)[EVAL].data.table
+    b = load_from_disk(resumed.out)[EVAL].data.table
+    assert a.equals(b)
+    with pytest.raises(EvalsetError, match="other settings"):
+        build_evalset(dataclasses.replace(resumed, seed=1))

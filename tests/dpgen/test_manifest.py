@@ -6,6 +6,7 @@ from dpgen.manifest import (
     ManifestError,
     available_generators,
     common_multiple,
+    effective_steps,
     load_manifest,
     resolve_generators,
 )
@@ -38,6 +39,10 @@ def test_resolve_keeps_order_and_common_multiple():
         ({"steps": 3}, "must be a list"),
         ({"resolution": 500}, "not a positive multiple"),
         ({"inpaint": {"checkpoint": "x", "pipeline": "y", "extra": 1}}, "inpaint: unknown key"),
+        # settings a pipeline would refuse or silently ignore
+        ({"steps": [2, 10], "strength": 0.3}, r"strength 0.3 leaves .* no denoising step at 2"),
+        ({"guidance": [0.5, 5.0]}, "below 1 turns classifier-free guidance off"),
+        ({"resolution": 260}, "not a positive multiple of size_multiple 8"),
     ],
 )
 def test_bad_manifest_names_the_file_and_the_problem(tmp_path, edit, message):
@@ -48,6 +53,18 @@ def test_bad_manifest_names_the_file_and_the_problem(tmp_path, edit, message):
     with pytest.raises(ManifestError, match=message) as err:
         load_manifest(path)
     assert str(path) in str(err.value)
+
+
+def test_effective_steps_follow_each_pipeline(tmp_path):
+    assert effective_steps("StableDiffusionInpaintPipeline", 10, 0.15) == 1
+    assert effective_steps("StableDiffusionInpaintPipeline", 3, 0.3) == 0
+    assert effective_steps("FluxInpaintPipeline", 2, 0.6) == 2  # TGIF's flux: default strength
+    assert effective_steps("FluxInpaintPipeline", 3, 0.2) == 1
+    data = yaml.safe_load((MANIFEST_DIR / "flux.yaml").read_text())
+    data.update(guidance=[3.5, 3.5])
+    (tmp_path / "flux.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(ManifestError, match="flux.yaml: guidance .* FLUX.1 schnell is guidance"):
+        load_manifest(tmp_path / "flux.yaml")
 
 
 def test_unknown_or_repeated_generator():

@@ -20,6 +20,7 @@ from dpgen.manifest import (
     load_manifest,
     resolve_generators,
 )
+from dpgen.masks import MaskError
 from dpgen.pipelines import (
     FullRegenerationError,
     Generator,
@@ -154,6 +155,23 @@ def test_sizes_not_a_multiple_are_refused(generators: dict[str, Generator]) -> N
     assert inpaint(sd, seeds=(0,), size=(136, 128))[0].size == (136, 128)  # fine for SD (8)
     with pytest.raises(ValueError, match="multiple of 8"):
         inpaint(sd, size=(100, 100))
+
+
+def test_masks_in_other_encodings_are_refused_not_guessed() -> None:
+    # checked before any pipeline loads: a fresh Generator never loads here
+    gen = Generator(resolve_generators("tiny-sd21")[0])
+    base = np.asarray(box_mask())
+    cases = {
+        "0/1": (Image.fromarray((base > 0).astype(np.uint8)), r"values must be 0 or 255.*0/1 mask"),
+        "float": (Image.fromarray((base > 0).astype(np.float32)), "mode F"),
+        "rgba alpha": (Image.merge("RGBA", [Image.fromarray(base)] * 4), "mode RGBA"),
+        "empty": (Image.new("L", box_mask().size), "mask is empty"),
+        "full": (Image.new("L", box_mask().size, 255), "mask is full"),
+    }
+    for case, (mask, match) in cases.items():
+        with pytest.raises(MaskError, match="tiny-sd21: mask 0: .*" + match):
+            gen.inpaint([picture(0)], [mask], [""], [0], 2, 3.0)
+        assert not gen._pipelines, case
 
 
 def test_mismatched_batches_are_refused(generators: dict[str, Generator]) -> None:
