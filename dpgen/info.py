@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from datasets import DatasetDict, load_from_disk
 
+from dpgen.errors import InputError
 from dpgen.options import Options, option
 from dpgen.schema import IMAGES, NEGATIVES, PAIRS, SOURCE_GENERATED, SOURCE_REAL, patch_array
 
@@ -31,11 +32,11 @@ def load_build(out: str | Path) -> DatasetDict:
     """Open a finished build directory as one `DatasetDict` (pairs, negatives, images).
 
     Raises:
-        FileNotFoundError: naming the directory, when it is not a finished build.
+        InputError: naming the directory, when it is not a finished build.
     """
     out = Path(out)
     if not (out / "dataset_dict.json").exists():
-        raise FileNotFoundError(
+        raise InputError(
             f"{out}: not a finished dpgen build (no dataset_dict.json); rerun the build command"
         )
     return load_from_disk(str(out))

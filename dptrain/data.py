@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 import torch
 
 from dpgen import schema
+from dpgen.errors import InputError
 
 from .augment import jpeg_compress
 
@@ -66,7 +67,7 @@ class PatchStore:
         chunks = [schema.patch_array(chunk) for chunk in column.chunks if len(chunk)]
         for c in chunks:
             if c.shape[1:] != (3, self.patch_size, self.patch_size):
-                raise ValueError(
+                raise InputError(
                     f"{self.split_dir}: patches of shape {c.shape[1:]}, expected (3, P, P)"
                 )
         self._chunks = chunks
@@ -124,14 +125,14 @@ class BuildIndex:
 def _check_split(path: Path, name: str, ds: datasets.Dataset) -> int:
     missing = [c for c in _REQUIRED_COLUMNS if c not in ds.features]
     if missing:
-        raise ValueError(f"{path}: split '{name}' lacks columns {missing} (not a dpgen build?)")
+        raise InputError(f"{path}: split '{name}' lacks columns {missing} (not a dpgen build?)")
     if not isinstance(ds.features["generator"], datasets.ClassLabel):
-        raise ValueError(f"{path}: split '{name}': 'generator' is not a ClassLabel")
+        raise InputError(f"{path}: split '{name}': 'generator' is not a ClassLabel")
     if list(ds.features["category"].names) != list(schema.CATEGORIES):
-        raise ValueError(f"{path}: split '{name}': categories are not {schema.CATEGORIES}")
+        raise InputError(f"{path}: split '{name}': categories are not {schema.CATEGORIES}")
     shape = tuple(ds.features["patch"].shape)
     if len(shape) != 3 or shape[1] != shape[2] or shape[0] != 3:
-        raise ValueError(f"{path}: split '{name}': patch shape {shape} is not (3, P, P)")
+        raise InputError(f"{path}: split '{name}': patch shape {shape} is not (3, P, P)")
     return shape[1]
 
 
@@ -151,26 +152,26 @@ def index_build(path: str | Path, exclude_generators: tuple[str, ...] = ()) -> B
     try:
         build = datasets.load_from_disk(str(path))
     except (FileNotFoundError, ValueError) as err:
-        raise ValueError(f"{path}: not a dataset saved with save_to_disk: {err}") from None
+        raise InputError(f"{path}: not a dataset saved with save_to_disk: {err}") from None
     if not isinstance(build, datasets.DatasetDict) or any(
         s not in build for s in (schema.PAIRS, schema.NEGATIVES)
     ):
-        raise ValueError(
+        raise InputError(
             f"{path}: expected a DatasetDict with splits {schema.PAIRS!r}, {schema.NEGATIVES!r}"
         )
     pairs, negs = build[schema.PAIRS], build[schema.NEGATIVES]
     p = _check_split(path, schema.PAIRS, pairs)
     if _check_split(path, schema.NEGATIVES, negs) != p:
-        raise ValueError(f"{path}: pairs and negatives have different patch sizes")
+        raise InputError(f"{path}: pairs and negatives have different patch sizes")
     names = list(pairs.features["generator"].names)
     if list(negs.features["generator"].names) != names:
-        raise ValueError(f"{path}: pairs and negatives have different generator labels")
+        raise InputError(f"{path}: pairs and negatives have different generator labels")
 
     views = set(pc.unique(pairs.data.table.column("view")).to_pylist())
     views |= set(pc.unique(negs.data.table.column("view")).to_pylist())
     unknown = [g for g in exclude_generators if g not in names and g not in views]
     if unknown:
-        raise ValueError(
+        raise InputError(
             f"{path}: cannot exclude {unknown}: generators are {names}, views {sorted(views)}"
         )
     class_names = [n for n in names if n not in exclude_generators]
@@ -191,7 +192,7 @@ def index_build(path: str | Path, exclude_generators: tuple[str, ...] = ()) -> B
     keep, pair_category, pair_class = kept(table)
     group_ids = table.column("group_id")
     if group_ids.null_count:
-        raise ValueError(f"{path}: {group_ids.null_count} pairs rows have no group_id")
+        raise InputError(f"{path}: {group_ids.null_count} pairs rows have no group_id")
     codes = pc.dictionary_encode(group_ids).combine_chunks().indices.to_numpy().astype(np.int64)
     codes = np.where(keep, codes, -1)
     rows = np.flatnonzero(keep)
@@ -203,12 +204,12 @@ def index_build(path: str | Path, exclude_generators: tuple[str, ...] = ()) -> B
     slot_of[members] = np.arange(len(members)) - group_start[group_of[members]]
     anchors = np.sort(members[group_size[group_of[members]] >= 2])
     if len(anchors) == 0:
-        raise ValueError(f"{path}: no pairs row has a positive (every kept group has one member)")
+        raise InputError(f"{path}: no pairs row has a positive (every kept group has one member)")
 
     neg_keep, neg_category, neg_class = kept(negs.data.table)
     negatives = np.flatnonzero(neg_keep)
     if len(negatives) == 0:
-        raise ValueError(f"{path}: the negative pool is empty")
+        raise InputError(f"{path}: the negative pool is empty")
     multi = group_size >= 2
     counts = {
         "pairs_rows": int(len(codes)),
@@ -290,7 +291,7 @@ class StepBatches(torch.utils.data.Dataset):
         self.negatives = PatchStore(Path(path) / schema.NEGATIVES, index.patch_size)
         self.steps_per_epoch = len(index.anchors) // (batch_size * world_size)
         if self.steps_per_epoch == 0:
-            raise ValueError(
+            raise InputError(
                 f"{path}: {len(index.anchors)} anchor rows, fewer than one global batch "
                 f"({batch_size} x {world_size} processes): lower --batch-size"
             )

@@ -18,6 +18,8 @@ import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
+from dpgen.errors import InputError
+
 #: Prefixes stripped from Noiseprint++ state-dict keys (DataParallel, MMFusion's checkpoints).
 _NOISEPRINT_PREFIXES = ("module.", "noiseprint.")
 
@@ -125,11 +127,11 @@ class DiffusionPrint(
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # unreadable, not a torch file, or disallowed pickle types
-            raise ValueError(f"{path}: not a readable Noiseprint++ checkpoint: {err}") from None
+            raise InputError(f"{path}: not a readable Noiseprint++ checkpoint: {err}") from None
         if isinstance(state, dict) and isinstance(state.get("network"), dict):
             state = state["network"]
         if not isinstance(state, dict):
-            raise ValueError(f"{path}: expected a state dict, got {type(state).__name__}")
+            raise InputError(f"{path}: expected a state dict, got {type(state).__name__}")
         cleaned = {}
         for key, value in state.items():
             for prefix in _NOISEPRINT_PREFIXES:
@@ -137,11 +139,11 @@ class DiffusionPrint(
                     key = key[len(prefix) :]
             cleaned[key] = value
         if "47.weight" not in cleaned:
-            raise ValueError(f"{path}: no key '47.weight': not a 17-layer DnCNN state dict")
+            raise InputError(f"{path}: no key '47.weight': not a 17-layer DnCNN state dict")
         model = cls(out_channels=cleaned["47.weight"].shape[0], input_divisor=256.0)
         missing, unexpected = model.backbone.load_state_dict(cleaned, strict=False)
         if missing or unexpected:
-            raise ValueError(
+            raise InputError(
                 f"{path}: key mismatch: missing {missing[:5]}, unexpected {unexpected[:5]}"
             )
         return model

@@ -75,6 +75,8 @@ def make_build(
         "mask_policy": ["random"],
         "prompt": [""],
         "seed": [0],
+        "source_steps": [-1],
+        "source_guidance": [-1.0],
         "inpainted_by": [LABELS],
         "steps": [[2] * K],
         "guidance": [[1.0] * K],
