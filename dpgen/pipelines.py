@@ -27,6 +27,7 @@ from PIL import Image
 
 from dpgen.errors import InputError
 from dpgen.manifest import GeneratorSpec, PipelineRef
+from dpgen.random_weights import RANDOM_WEIGHTS, random_pipeline
 from dpgen.tiny import TINY_PREFIX, ensure_tiny
 
 logger = logging.getLogger(__name__)
@@ -34,6 +35,9 @@ logger = logging.getLogger(__name__)
 #: An inpainting whose outside-mask pixels equal the source's in at least this fraction was
 #: pasted back, not regenerated. A VAE decode changes nearly every pixel by at least one level.
 PASTE_BACK_FRACTION = 0.99
+
+#: What `Generator.weights` says for pipelines loaded from their checkpoints.
+PRETRAINED_WEIGHTS = "pretrained"
 
 #: Longest T5 prompt the Flux pipelines accept (and their default).
 FLUX_MAX_SEQUENCE_LENGTH = 512
@@ -127,6 +131,9 @@ class Generator:
         spec: the generator's manifest.
         device: where to run. CUDA runs in ``spec.dtype``; CPU always in float32 (half precision
             is slow or unsupported there).
+        random_weights: build each pipeline at real size from the manifest's configs with random
+            weights (`dpgen.random_weights`) instead of loading its checkpoint: no download, for
+            benchmarks and GPU smoke runs. `provenance` then says ``weights: random``.
 
     Example::
 
@@ -134,9 +141,12 @@ class Generator:
         fakes = gen.inpaint(images, masks, prompts, seeds=[0, 1], steps=2, guidance=3.0)
     """
 
-    def __init__(self, spec: GeneratorSpec, device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self, spec: GeneratorSpec, device: str | torch.device = "cpu", random_weights: bool = False
+    ) -> None:
         self.spec = spec
         self.device = torch.device(device)
+        self.random_weights = random_weights
         if self.device.type == "cuda":
             self.dtype = getattr(torch, spec.dtype)
         else:
@@ -185,6 +195,8 @@ class Generator:
             # One checkpoint for both (FLUX.1 schnell): share its modules instead of a second copy.
             logger.info("%s: %s shares the modules of %s", self.spec.name, ref.pipeline, other)
             pipe = cls.from_pipe(loaded)
+        elif self.random_weights:  # built on self.device in self.dtype
+            pipe = random_pipeline(self.spec, role, dtype=self.dtype, device=self.device)
         else:
             logger.info("%s: loading %s from %s", self.spec.name, ref.pipeline, ref.checkpoint)
             path = resolve_checkpoint(ref.checkpoint)  # raises its own clear errors
@@ -197,6 +209,15 @@ class Generator:
             pipe.to(self.device)
         pipe.set_progress_bar_config(disable=True)
         return pipe
+
+    @property
+    def weights(self) -> str:
+        """``"random"`` for `random_weights` pipelines, else ``"pretrained"`` (the checkpoint's)."""
+        return RANDOM_WEIGHTS if self.random_weights else PRETRAINED_WEIGHTS
+
+    def provenance(self) -> dict:
+        """The resolved manifest plus where the weights came from, for a build's provenance."""
+        return {**self.spec.to_dict(), "weights": self.weights}
 
     def unload(self) -> None:
         """Free the pipelines (they reload on the next call)."""
