@@ -58,6 +58,15 @@ def run_evalset(config) -> int:
     return 0
 
 
+def run_plan(config) -> int:
+    """``dpgen plan``: parameters, resident bytes, peak and offload per generator."""
+    from dpgen.plan import format_plan, make_plan
+
+    plan = make_plan(config)
+    print(json.dumps(plan.to_dict(), indent=1) if config.json else format_plan(plan))
+    return 0
+
+
 COMMANDS = {
     "build": Command(
         config="dpgen.build:BuildConfig",
@@ -85,6 +94,14 @@ COMMANDS = {
         config="dpgen.info:InfoConfig",
         run="dpgen.cli:run_info",
         help="counts per split x category x generator, checked against the pairing formulas",
+    ),
+    "plan": Command(
+        config="dpgen.plan:PlanConfig",
+        run="dpgen.cli:run_plan",
+        help="GPU memory per generator and the offload that fits, counted without weights",
+        description="Count each generator's parameters from its checkpoints' published configs "
+        "(no download, no allocation), its resident bytes at the manifest's dtype, the peak of "
+        "the generator-major schedule, and the least CPU offload that fits --gpu-memory.",
     ),
     "publish": Command(
         config="dpgen.card:PublishConfig",

@@ -20,6 +20,10 @@ from dpgen.errors import InputError
 #: Folder of the manifests shipped with the toolkit (`manifests/generators/*.yaml`).
 MANIFEST_DIR = Path(__file__).resolve().parent.parent / "manifests" / "generators"
 
+#: Folder of the real checkpoints' component configs (`manifests/configs/<configs>/<checkpoint>/`),
+#: which a manifest names with its ``configs`` key (see manifests/configs/README.md).
+CONFIG_DIR = MANIFEST_DIR.parent / "configs"
+
 DTYPES = ("float32", "float16", "bfloat16")
 
 #: diffusers' default ``strength`` of each inpainting pipeline, used when a manifest sets none.
@@ -80,6 +84,12 @@ class GeneratorSpec:
             the Flux pipelines).
         dtype: torch dtype on CUDA; CPU always runs float32.
         description: free text for the dataset card.
+        configs: folder of the checkpoints' published component configs (no weights), relative
+            to `CONFIG_DIR` unless absolute; it holds one diffusers-style folder per checkpoint,
+            named like the checkpoint's last path part (``stable-diffusion-2-1``). Used to count
+            parameters without weights (`dpgen.plan`) and to build real-size random-weight
+            pipelines (`dpgen.random_weights`). ``None`` for tiny and local checkpoints, whose
+            own folders have the configs.
     """
 
     name: str
@@ -93,6 +103,7 @@ class GeneratorSpec:
     strength: float | None = None
     dtype: str = "float16"
     description: str = ""
+    configs: str | None = None
     source: str = field(default="", compare=False)  # the YAML file it came from
 
     def __post_init__(self) -> None:

@@ -28,6 +28,7 @@ from PIL import Image
 from dpgen.errors import InputError
 from dpgen.manifest import GeneratorSpec, PipelineRef
 from dpgen.masks import check_mask_image
+from dpgen.random_weights import RANDOM_WEIGHTS, random_pipeline
 from dpgen.tiny import TINY_PREFIX, ensure_tiny
 
 logger = logging.getLogger(__name__)
@@ -39,6 +40,9 @@ PASTE_BACK_FRACTION = 0.99
 #: ``--offload``: diffusers' CPU offload of a pipeline's modules; ``auto`` picks the least that
 #: fits the device (`resolve_offload`).
 OFFLOAD_MODES = ("auto", "none", "model", "sequential")
+
+#: What `Generator.weights` says for pipelines loaded from their checkpoints.
+PRETRAINED_WEIGHTS = "pretrained"
 
 #: Longest T5 prompt the Flux pipelines accept (and their default).
 FLUX_MAX_SEQUENCE_LENGTH = 512
@@ -148,6 +152,9 @@ class Generator:
         spec: the generator's manifest.
         device: where to run. CUDA runs in ``spec.dtype``; CPU always in float32 (half precision
             is slow or unsupported there).
+        random_weights: build each pipeline at real size from the manifest's configs with random
+            weights (`dpgen.random_weights`) instead of loading its checkpoint: no download, for
+            benchmarks and GPU smoke runs. `provenance` then says ``weights: random``.
 
     Example::
 
@@ -161,6 +168,7 @@ class Generator:
         device: str | torch.device = "cpu",
         offload: str = "none",
         vae_tiling: bool = False,
+        random_weights: bool = False,
     ) -> None:
         if offload not in OFFLOAD_MODES:
             raise ValueError(f"offload must be one of {OFFLOAD_MODES}, got {offload!r}")
@@ -168,6 +176,7 @@ class Generator:
         self.device = torch.device(device)
         self.offload = offload
         self.vae_tiling = vae_tiling
+        self.random_weights = random_weights
         if self.device.type == "cuda":
             self.dtype = getattr(torch, spec.dtype)
         else:
@@ -216,6 +225,12 @@ class Generator:
             # One checkpoint for both (FLUX.1 schnell): share its modules instead of a second copy.
             logger.info("%s: %s shares the modules of %s", self.spec.name, ref.pipeline, other)
             pipe = cls.from_pipe(loaded)
+        elif self.random_weights:
+            mode = resolve_offload(self.spec, self.device, self.offload)
+            # built where it will run; offloaded ones are built on the CPU, then offloaded
+            built_on = self.device if mode == "none" else torch.device("cpu")
+            pipe = random_pipeline(self.spec, role, dtype=self.dtype, device=built_on)
+            self._place(pipe, mode)
         else:
             logger.info("%s: loading %s from %s", self.spec.name, ref.pipeline, ref.checkpoint)
             path = resolve_checkpoint(ref.checkpoint)  # raises its own clear errors
@@ -225,15 +240,14 @@ class Generator:
                 raise OSError(
                     f"{self.spec.source}: cannot load {ref.pipeline} from {ref.checkpoint!r}: {err}"
                 ) from err
-            self._place(pipe)
+            self._place(pipe, resolve_offload(self.spec, self.device, self.offload))
         if self.vae_tiling:
             pipe.vae.enable_tiling()
         pipe.set_progress_bar_config(disable=True)
         return pipe
 
-    def _place(self, pipe: DiffusionPipeline) -> None:
+    def _place(self, pipe: DiffusionPipeline, mode: str) -> None:
         """Move the pipeline to the device, or let diffusers offload it there module by module."""
-        mode = resolve_offload(self.spec, self.device, self.offload)
         if mode == "model":
             pipe.enable_model_cpu_offload(device=self.device)
         elif mode == "sequential":
@@ -258,6 +272,15 @@ class Generator:
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+    @property
+    def weights(self) -> str:
+        """``"random"`` for `random_weights` pipelines, else ``"pretrained"`` (the checkpoint's)."""
+        return RANDOM_WEIGHTS if self.random_weights else PRETRAINED_WEIGHTS
+
+    def provenance(self) -> dict:
+        """The resolved manifest plus where the weights came from, for a build's provenance."""
+        return {**self.spec.to_dict(), "weights": self.weights}
 
     def unload(self) -> None:
         """Free the pipelines (they reload on the next call)."""
