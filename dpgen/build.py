@@ -38,7 +38,8 @@ from dpgen.manifest import GeneratorSpec, resolve_generators
 from dpgen.masks import MASK_POLICIES, MaskError
 from dpgen.options import OptionError, Options, option
 from dpgen.pairing import PatchRows, View, pair_generated, pair_real
-from dpgen.pipelines import OFFLOAD_MODES, Generator
+from dpgen.pipelines import OFFLOAD_MODES, PRETRAINED_WEIGHTS, Generator
+from dpgen.random_weights import RANDOM_WEIGHTS
 from dpgen.schedule import GeneratorPass, shard_units
 from dpgen.schema import (
     IMAGE_FEATURES,
@@ -106,6 +107,11 @@ class RoundtripConfig(Options):
         help="diffusers CPU offload: none, model (enable_model_cpu_offload), sequential "
         "(enable_sequential_cpu_offload), or auto: the least that dpgen plan says fits",
         choices=OFFLOAD_MODES,
+    )
+    random_weights: bool = option(
+        False,
+        help="real-size pipelines with RANDOM weights from the shipped configs (offline "
+        "benchmarks and GPU smoke runs); the build says so in its provenance, card and info",
     )
     vae_tiling: bool = option(
         False,
@@ -230,7 +236,13 @@ class Builder:
     def make_generator(self, spec: GeneratorSpec) -> Generator:
         """A generator on this process's device with the build's offload setting."""
         cfg = self.cfg
-        return Generator(spec, self.state.device, offload=cfg.offload, vae_tiling=cfg.vae_tiling)
+        return Generator(
+            spec,
+            self.state.device,
+            offload=cfg.offload,
+            vae_tiling=cfg.vae_tiling,
+            random_weights=cfg.random_weights,
+        )
 
     def jobs(self) -> list[Job]:
         """Every job of the build, in build order (`dpgen.jobs.list_jobs`)."""
@@ -393,7 +405,11 @@ class Builder:
             "dpgen": __version__,
             "git_revision": rev,
             "config": self.cfg.fingerprint(),
-            "generators": [s.to_dict() for s in self.specs],
+            "generators": [
+                Generator(s, random_weights=self.cfg.random_weights).provenance()
+                for s in self.specs
+            ],
+            "weights": RANDOM_WEIGHTS if self.cfg.random_weights else PRETRAINED_WEIGHTS,
             "generator_labels": self.label_names,
             "versions": {
                 "python": platform.python_version(),

@@ -66,9 +66,15 @@ def dataset_card(out: str | Path, license: str = "other") -> str:
             f"{g['inpaint']['pipeline']} | {g['steps']} | {g['guidance']} | {g['strength']} |"
         )
     real = cfg["real"] or "the photographs bundled with dpgen (see dpgen/data/ATTRIBUTION.md)"
+    warning = (
+        "\n> **Random weights.** Built with `--random-weights`: the generators are real-size "
+        "architectures with random weights, for benchmarks. This is not real data.\n"
+        if provenance.get("weights") == "random"
+        else ""
+    )
     body = f"""
 # DiffusionPrint patch dataset
-
+{warning}
 Aligned inside/outside-mask patch pairs and a hard-negative pool for pretraining
 [DiffusionPrint](https://github.com/mever-team/diffusionprint), built by `dpgen build` with
 `--seed {cfg["seed"]}`: {cfg["patch_size"]}x{cfg["patch_size"]} patches on a

@@ -98,6 +98,12 @@ def build_counts(out: str | Path) -> dict[str, Any]:
     expected = expected_rows(images)
     counts["expected"] = expected
     counts["formulas_hold"] = all(counts[s]["rows"] == expected[s] for s in expected)
+    provenance = Path(out) / "provenance.json"
+    counts["weights"] = (
+        json.loads(provenance.read_text()).get("weights", "pretrained")
+        if provenance.exists()
+        else "pretrained"
+    )
     report = Path(out) / "report.json"
     counts["skipped"] = json.loads(report.read_text())["skipped"] if report.exists() else []
     return counts
@@ -105,7 +111,10 @@ def build_counts(out: str | Path) -> dict[str, Any]:
 
 def format_counts(counts: dict[str, Any]) -> str:
     """A plain-text table of `build_counts`."""
-    lines = [f"{'split':<10} {'category':<10} {'generator':<12} {'rows':>9}"]
+    lines = []
+    if counts.get("weights") == "random":
+        lines.append("RANDOM WEIGHTS: built with --random-weights; not real data")
+    lines.append(f"{'split':<10} {'category':<10} {'generator':<12} {'rows':>9}")
     for split in (PAIRS, NEGATIVES):
         for cat, by_gen in counts[split]["by_category"].items():
             for gen, n in by_gen.items():

@@ -294,7 +294,7 @@ class Plan:
                 "need_bytes": {m: g.need_bytes(m) for m in OFFLOAD_MODES},
                 "checkpoints": [
                     {"checkpoint": ck.checkpoint, "roles": list(ck.roles), "configs": ck.configs,
-                     "components": {c.name: _component_dict(c) for c in ck.components}}
+                     "bytes": ck.bytes, "components": {c.name: _component_dict(c) for c in ck.components}}
                     for ck in g.checkpoints
                 ],
             }  # fmt: skip

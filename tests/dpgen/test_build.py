@@ -16,8 +16,9 @@ import pytest
 from PIL import Image
 
 from dpgen.build import BuildError, build
+from dpgen.card import dataset_card
 from dpgen.cli import main as dpgen_main
-from dpgen.info import build_counts, load_build
+from dpgen.info import build_counts, format_counts, load_build
 from dpgen.schema import IMAGES, NEGATIVES, PAIRS, patch_array
 from dpgen.sources import bundled_photos_dir
 
@@ -168,3 +169,17 @@ def test_two_processes_split_shards_and_match_one(tmp_path, small_manifests):
         assert ra[split][0] == rb[split][0], split
         diff = np.abs(ra[split][1].astype(np.int16) - rb[split][1].astype(np.int16))
         assert diff.max() <= 1 and (diff == 0).mean() > 0.999, split
+
+
+def test_random_weights_build_says_so_everywhere(tmp_path, small_manifests, small_config):
+    out = tmp_path / "rw"
+    build(
+        small_config(out, small_manifests[:1], num_images=1, num_generated=0, random_weights=True)
+    )
+    provenance = json.loads((out / "provenance.json").read_text())
+    assert provenance["weights"] == "random"
+    assert [g["weights"] for g in provenance["generators"]] == ["random"]
+    counts = build_counts(out)
+    assert counts["weights"] == "random" and counts["formulas_hold"]
+    assert format_counts(counts).startswith("RANDOM WEIGHTS")
+    assert "This is not real data" in dataset_card(out)
