@@ -136,19 +136,8 @@ def _check_split(path: Path, name: str, ds: datasets.Dataset) -> int:
     return shape[1]
 
 
-def index_build(path: str | Path, exclude_generators: tuple[str, ...] = ()) -> BuildIndex:
-    """Read a dpgen build's ``pairs`` and ``negatives`` metadata into a `BuildIndex`.
-
-    Args:
-        path: the build directory (``datasets.load_from_disk`` layout).
-        exclude_generators: generator labels or view names whose rows are dropped (e.g.
-            ``("flux",)`` for the paper's DP-dagger, trained without Flux).
-
-    Raises:
-        ValueError: naming ``path``, when it is not a dpgen build, names an unknown generator,
-            or has no anchor with a positive.
-    """
-    path = Path(path)
+def _open_build(path: Path) -> tuple[datasets.Dataset, datasets.Dataset, int, list[str]]:
+    """The ``pairs`` and ``negatives`` splits, checked: (pairs, negatives, P, generator names)."""
     try:
         build = datasets.load_from_disk(str(path))
     except (FileNotFoundError, ValueError) as err:
@@ -166,30 +155,43 @@ def index_build(path: str | Path, exclude_generators: tuple[str, ...] = ()) -> B
     names = list(pairs.features["generator"].names)
     if list(negs.features["generator"].names) != names:
         raise InputError(f"{path}: pairs and negatives have different generator labels")
+    return pairs, negs, p, names
 
-    views = set(pc.unique(pairs.data.table.column("view")).to_pylist())
-    views |= set(pc.unique(negs.data.table.column("view")).to_pylist())
-    unknown = [g for g in exclude_generators if g not in names and g not in views]
-    if unknown:
-        raise InputError(
-            f"{path}: cannot exclude {unknown}: generators are {names}, views {sorted(views)}"
-        )
-    class_names = [n for n in names if n not in exclude_generators]
-    class_of = np.array([class_names.index(n) if n in class_names else -1 for n in names])
 
-    def kept(table: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+class _RowFilter:
+    """Drops the rows of excluded generators (by label or view) and maps labels to head classes.
+
+    Raises:
+        InputError: an excluded name that is neither a generator label nor a view of the build.
+    """
+
+    def __init__(self, path: Path, tables: list[pa.Table], names: list[str], exclude: tuple):
+        views = set()
+        for table in tables:
+            views |= set(pc.unique(table.column("view")).to_pylist())
+        unknown = [g for g in exclude if g not in names and g not in views]
+        if unknown:
+            raise InputError(
+                f"{path}: cannot exclude {unknown}: generators are {names}, views {sorted(views)}"
+            )
+        self.exclude = exclude
+        self.dropped_labels = [names.index(g) for g in exclude if g in names]
+        self.class_names = [n for n in names if n not in exclude]
+        self.class_of = np.array([self.class_names.index(n) if n in self.class_names else -1 for n in names])  # fmt: skip
+
+    def __call__(self, table: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(kept mask, category, head class) of every row of ``table``."""
         gen = table.column("generator").to_numpy().astype(np.int64)
         cat = table.column("category").to_numpy().astype(np.int64)
-        view = table.column("view")
-        drop = np.isin(gen, [names.index(g) for g in exclude_generators if g in names])
-        if exclude_generators:
-            drop |= pc.is_in(view, pa.array(list(exclude_generators))).to_numpy(
-                zero_copy_only=False
-            )
-        return ~drop, cat, class_of[gen]
+        drop = np.isin(gen, self.dropped_labels)
+        if self.exclude:
+            view = table.column("view")
+            drop |= pc.is_in(view, pa.array(list(self.exclude))).to_numpy(zero_copy_only=False)
+        return ~drop, cat, self.class_of[gen]
 
-    table = pairs.data.table
-    keep, pair_category, pair_class = kept(table)
+
+def _groups(path: Path, table: pa.Table, keep: np.ndarray) -> dict[str, np.ndarray]:
+    """Kept ``pairs`` rows sorted by group and their group index (see `BuildIndex`)."""
     group_ids = table.column("group_id")
     if group_ids.null_count:
         raise InputError(f"{path}: {group_ids.null_count} pairs rows have no group_id")
@@ -205,16 +207,38 @@ def index_build(path: str | Path, exclude_generators: tuple[str, ...] = ()) -> B
     anchors = np.sort(members[group_size[group_of[members]] >= 2])
     if len(anchors) == 0:
         raise InputError(f"{path}: no pairs row has a positive (every kept group has one member)")
+    return {
+        "anchors": anchors, "members": members, "group_start": group_start,
+        "group_size": group_size, "group_of": group_of, "slot_of": slot_of,
+    }  # fmt: skip
 
+
+def index_build(path: str | Path, exclude_generators: tuple[str, ...] = ()) -> BuildIndex:
+    """Read a dpgen build's ``pairs`` and ``negatives`` metadata into a `BuildIndex`.
+
+    Args:
+        path: the build directory (``datasets.load_from_disk`` layout).
+        exclude_generators: generator labels or view names whose rows are dropped (e.g.
+            ``("flux",)`` for the paper's DP-dagger, trained without Flux).
+
+    Raises:
+        InputError: naming ``path``, when it is not a dpgen build, names an unknown generator,
+            or has no anchor with a positive.
+    """
+    path = Path(path)
+    pairs, negs, p, names = _open_build(path)
+    kept = _RowFilter(path, [pairs.data.table, negs.data.table], names, exclude_generators)
+    keep, pair_category, pair_class = kept(pairs.data.table)
+    groups = _groups(path, pairs.data.table, keep)
     neg_keep, neg_category, neg_class = kept(negs.data.table)
     negatives = np.flatnonzero(neg_keep)
     if len(negatives) == 0:
         raise InputError(f"{path}: the negative pool is empty")
-    multi = group_size >= 2
+    anchors = groups["anchors"]
     counts = {
-        "pairs_rows": int(len(codes)),
+        "pairs_rows": len(pairs),
         "anchor_rows": int(len(anchors)),
-        "groups": int(multi.sum()),
+        "groups": int((groups["group_size"] >= 2).sum()),
         "authentic_anchors": int((pair_category[anchors] == 0).sum()),
         "inpainted_anchors": int((pair_category[anchors] == 1).sum()),
         "negatives_rows": int(len(neg_category)),
@@ -224,19 +248,14 @@ def index_build(path: str | Path, exclude_generators: tuple[str, ...] = ()) -> B
     }
     return BuildIndex(
         patch_size=p,
-        class_names=class_names,
-        anchors=anchors,
-        members=members,
-        group_start=group_start,
-        group_size=group_size,
-        group_of=group_of,
-        slot_of=slot_of,
+        class_names=kept.class_names,
         pair_category=pair_category,
         pair_class=pair_class,
         negatives=negatives,
         neg_category=neg_category,
         neg_class=neg_class,
         counts=counts,
+        **groups,
     )
 
 
