@@ -32,21 +32,17 @@ from dpgen import __version__
 from dpgen.card import CITATION
 from dpgen.errors import InputError
 from dpgen.grid import inside_grid, outside_grid
-from dpgen.manifest import GeneratorSpec, common_multiple, resolve_generators
-from dpgen.masks import (
-    MASK_POLICIES,
-    MaskError,
-    check_mask,
-    choose_instance,
-    random_mask,
-    semantic_mask,
-    to_image,
-    training_mask,
-    transform_mask,
+from dpgen.manifest import (
+    GeneratorSpec,
+    common_multiple,
+    generated_locations,
+    resolve_generators,
 )
+from dpgen.masks import MaskError, parse_mask_policy, to_image
 from dpgen.options import OptionError, Options, option
 from dpgen.pairing import PatchRows, View, pair_generated, pair_real
 from dpgen.pipelines import Generator
+from dpgen.regions import RegionChooser, no_region
 from dpgen.schema import (
     IMAGE_FEATURES,
     IMAGES,
@@ -57,12 +53,14 @@ from dpgen.schema import (
     generator_names,
     patch_features,
 )
+from dpgen.semantic import SEMANTIC_RULES
 from dpgen.shards import commit_shard, done_shards, finalize, rows_table, to_table
 from dpgen.sources import (
+    GeneratedSource,
     SourceError,
     SourceRef,
+    list_generated,
     list_images,
-    load_coco_instances,
     load_image,
     load_prompts,
     prepare,
@@ -138,9 +136,22 @@ class BuildConfig(RoundtripConfig):
 
     generated: dict[str, str] = option(
         {},
-        metavar="NAME=PATH",
-        help="NAME=PATH: folder or Hub dataset of NAME's generated images; repeatable. "
-        "Generators without one make theirs with their text-to-image pipeline",
+        metavar="NAME=LOCATION",
+        help="NAME=LOCATION: NAME's generated images (NAME: a manifest name, or its label when "
+        "unambiguous); LOCATION a folder, or a dataset [hf://]DATASET[/CONFIG][:SPLIT] whose "
+        "DATASET is a Hub id or a local snapshot folder (WebDataset shards or parquet); "
+        "repeatable. Generators without one make theirs with their text-to-image pipeline",
+    )
+    generated_from: str | None = option(
+        None,
+        metavar="LOCATION",
+        help="one dataset of generated images for every generator --generated does not name "
+        "(e.g. lesc-unifi/dragon/ExtraLarge:train); each takes only its own models' samples",
+    )
+    generated_field: str | None = option(
+        None,
+        help="per-sample field naming each generated image's model (Dragon: model.txt; a "
+        "column of a Hub dataset); default: the manifests' source_field",
     )
     prompts: str | None = option(
         None, help="COCO captions JSON or a text file of prompts (default: bundled)"
@@ -148,8 +159,29 @@ class BuildConfig(RoundtripConfig):
     num_generated: int | None = option(
         None, help="generated images per generator (default: as many as real images)"
     )
-    mask_policy: str = option("train", help="where generators repaint", choices=MASK_POLICIES)
+    mask_policy: str = option(
+        "train",
+        help="where generators repaint: train, random or semantic, or per source set as "
+        "real=POLICY,generated=POLICY (semantic applies to real images; generated ones, "
+        "without annotations, default to train)",
+    )
     annotations: str | None = option(None, help="COCO instances JSON (for --mask-policy semantic)")
+    captions: str | None = option(
+        None, help="COCO captions JSON: the prompts of semantic masks (--semantic-rule tgif)"
+    )
+    semantic_rule: str = option(
+        "tgif",
+        help="which COCO object a semantic mask repaints and its prompt: tgif (TGIF's rule, "
+        "see dpgen.semantic) or uniform (a random non-crowd instance, the source's prompt)",
+        choices=SEMANTIC_RULES,
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        try:
+            parse_mask_policy(self.mask_policy)
+        except ValueError as err:
+            raise OptionError(f"mask_policy: {err}") from None
 
 
 @dataclass(frozen=True)
@@ -194,9 +226,11 @@ class Builder:
         # machine with no GPU as single processes (each would build everything).
         self.state = state or PartialState(cpu=not torch.cuda.is_available())
         self.specs = resolve_generators(cfg.generators)
-        unknown = sorted(set(getattr(cfg, "generated", {})) - {s.name for s in self.specs})
-        if unknown:
-            raise BuildError(f"--generated names {unknown} that are not in --generators")
+        # --generated names: manifest names or labels; --generated-from fills in the rest.
+        self.generated = generated_locations(
+            getattr(cfg, "generated", {}), getattr(cfg, "generated_from", None), self.specs
+        )
+        self.source_report: list[dict] = []
         self.label_names = generator_names([s.label for s in self.specs])
         self.features = {
             PAIRS: patch_features(cfg.patch_size, self.label_names),
@@ -206,7 +240,13 @@ class Builder:
         self.generators = {s.name: Generator(s, device=self.state.device) for s in self.specs}
         self.stats = BuildStats()
         self._prompts: list[str] | None = None
-        self._coco: dict[str, list[dict]] | None = None
+        # The mask policy per source set, TGIF's semantic rule and its files (read up front).
+        self.regions = None
+        if cfg.mode != "roundtrip":
+            self.regions = RegionChooser(
+                parse_mask_policy(cfg.mask_policy), cfg.grid, cfg.patch_size, cfg.margin,
+                cfg.annotations, cfg.captions, cfg.semantic_rule,
+            )  # fmt: skip
 
     # -- job list ------------------------------------------------------------------------
     def jobs(self) -> list[Job]:
@@ -215,12 +255,21 @@ class Builder:
         jobs = [Job(f"real/{r.image_id}", SOURCE_REAL, "", r) for r in real]
         if cfg.mode == "roundtrip":
             return jobs
+        self.regions.check_real(real)
         count = cfg.num_generated if cfg.num_generated is not None else len(real)
+        listing = list_generated(
+            [
+                GeneratedSource(spec.name, location, cfg.generated_field or spec.source_field,
+                                spec.source_models, required=bool(cfg.generated_field))
+                for spec in self.specs
+                if (location := self.generated.get(spec.name))
+            ],
+            count, cfg.seed,
+        ) if count else None  # fmt: skip
+        self.source_report = listing.report if listing else []
         for spec in self.specs:
-            if spec.name in cfg.generated:
-                refs = list_images(
-                    cfg.generated[spec.name], SOURCE_GENERATED, spec.name, count, cfg.seed
-                )
+            if listing and spec.name in listing.refs:
+                refs = listing.refs[spec.name]
                 jobs += [
                     Job(f"generated/{spec.name}/{r.image_id}", SOURCE_GENERATED, spec.name, r)
                     for r in refs
@@ -241,30 +290,11 @@ class Builder:
         guidance = float(rng.uniform(*spec.guidance))
         return steps, round(guidance, 4), int(rng.integers(2**31 - 1))
 
-    def _mask(self, job: Job, prepared, rng: np.random.Generator, where: str) -> np.ndarray:
-        cfg, (width, height) = self.cfg, prepared.image.size
-        rows, cols = cfg.grid
-        if cfg.mode == "roundtrip":
-            return np.zeros((height, width), dtype=bool)
-        if cfg.mask_policy == "train":
-            mask = training_mask(width, height, rng, rows, cols, cfg.patch_size, cfg.margin)
-        elif cfg.mask_policy == "random":
-            mask = random_mask(width, height, rng)
-        elif cfg.mask_policy == "semantic":
-            if self._coco is None:
-                if not cfg.annotations:
-                    raise BuildError(
-                        "--mask-policy semantic needs --annotations (COCO instances JSON)"
-                    )
-                self._coco = load_coco_instances(cfg.annotations)
-            stem = Path(job.ref.path).stem if job.ref else ""
-            ann = choose_instance(self._coco.get(stem, []), rng, f"{where} ({stem!r})")
-            full = semantic_mask(*prepared.original_size, ann, kind="segm")
-            mask = transform_mask(full, prepared.scale, prepared.crop)
-        else:
-            raise BuildError(f"unknown mask policy {cfg.mask_policy!r}")
-        check_mask(mask, where)
-        return mask
+    def _mask(self, job: Job, prepared, rng: np.random.Generator, where: str):
+        """The image's `dpgen.regions.Region`: its mask policy per source set, and prompt."""
+        if self.cfg.mode == "roundtrip":
+            return no_region(prepared.image.size[1], prepared.image.size[0])
+        return self.regions.choose(job.source_set, job.ref, prepared, rng, where)
 
     def _timed(self, fn, *args):
         start = time.perf_counter()
@@ -305,7 +335,10 @@ class Builder:
         rows, cols = cfg.grid
         prepared, path, prompt, t2i = self._source(job, rng)
         where = path or job.key
-        mask = self._mask(job, prepared, rng, where)
+        region = self._mask(job, prepared, rng, where)
+        mask = region.mask
+        # A real image's prompt: TGIF's caption prompt (semantic), empty (random), else its own.
+        prompt = prompt if region.prompt is None else region.prompt
         inside = inside_grid(mask, rows, cols, cfg.patch_size)
         outside = outside_grid(mask, rows, cols, cfg.patch_size, cfg.margin)
         needed = (
@@ -344,7 +377,8 @@ class Builder:
             "crop": list(prepared.crop),
             "size": list(prepared.image.size),
             "mask": mask_image,
-            "mask_policy": "none" if cfg.mode == "roundtrip" else cfg.mask_policy,
+            **region.record(),
+            "source_model": job.ref.model if job.ref else "",
             "prompt": prompt,
             "seed": t2i[2] if t2i else -1,
             "inpainted_by": names,
@@ -444,7 +478,8 @@ class Builder:
         finalize(out, self.features, num_shards, info)
         (out / "provenance.json").write_text(json.dumps(provenance, indent=1, sort_keys=True))
         skipped = [s for entry in done_shards(out).values() for s in entry["skipped"]]
-        (out / "report.json").write_text(json.dumps({"skipped": skipped}, indent=1))
+        report = {"skipped": skipped, "generated_sources": self.source_report}
+        (out / "report.json").write_text(json.dumps(report, indent=1))
         if skipped:
             logger.warning("%d source(s) skipped; see %s", len(skipped), out / "report.json")
 
