@@ -10,6 +10,7 @@ samples it saw of each value and how many each generator took.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
@@ -19,16 +20,14 @@ import numpy as np
 
 from dpgen.schema import SOURCE_GENERATED
 from dpgen.sources.hub import open_split, parse_location
-from dpgen.sources.listing import dataset_refs, is_folder, list_images
+from dpgen.sources.listing import dataset_refs, is_folder, list_images, sample_ref
 from dpgen.sources.refs import SourceError, SourceRef
-from dpgen.sources.webdataset import Sample, Shards, iter_samples, resolve_shards
+from dpgen.sources.webdataset import Shards, iter_samples, resolve_shards
 
 logger = logging.getLogger(__name__)
 
 #: Value counted for samples that lack the field.
 MISSING = "<missing>"
-#: Text fields of a WebDataset sample taken as its prompt, first present wins.
-PROMPT_FIELDS = ("txt", "prompt.txt", "caption.txt")
 
 
 @dataclass(frozen=True)
@@ -216,7 +215,7 @@ def _from_shards(
             by_value[value] += 1
             name = owner.get(value)
             if name is not None and sample.image is not None and len(refs[name]) < count:
-                refs[name].append(_sample_ref(shards, sample, name, value))
+                refs[name].append(sample_ref(shards, sample, SOURCE_GENERATED, name, value))
             if all(len(r) >= count for r in refs.values()):
                 break
         read = index + 1
@@ -238,20 +237,6 @@ def _warn_absent(location, field_name, group, refs, by_value) -> None:
             )  # fmt: skip
 
 
-def _sample_ref(shards: Shards, sample: Sample, name: str, value: str) -> SourceRef:
-    member, offset, size = sample.image
-    prompt = next((sample.fields[f] for f in PROMPT_FIELDS if f in sample.fields), "")
-    return SourceRef(
-        image_id=f"{shards.name}/{sample.shard.stem}/{sample.key}",
-        path=f"{sample.shard}#{member}",
-        source_set=SOURCE_GENERATED,
-        generator=name,
-        prompt=prompt,
-        model=value,
-        span=(offset, size),
-    )
-
-
 def _from_rows(
     location: str, field_name: str, group: list[GeneratedSource], count: int, seed: int
 ) -> tuple[dict[str, list[SourceRef]], dict[str, Any]]:
@@ -267,10 +252,9 @@ def _from_rows(
         if len(indices) > count:
             keep = np.sort(np.random.default_rng(seed).permutation(len(indices))[:count])
             indices = [indices[i] for i in keep.tolist()]
-        refs[source.name] = dataset_refs(location, SOURCE_GENERATED, source.name, indices)
+        listed = dataset_refs(location, SOURCE_GENERATED, source.name, indices)
         refs[source.name] = [
-            SourceRef(r.image_id, r.path, r.source_set, r.generator, r.prompt, values[i])
-            for r, i in zip(refs[source.name], indices, strict=True)
+            dataclasses.replace(r, model=values[i]) for r, i in zip(listed, indices, strict=True)
         ]
     entry = _entry(location, field_name, Counter(values), group, refs)
     return refs, entry

@@ -18,7 +18,7 @@ from dpgen.sources.refs import (
     bundled_photos_dir,
     check_source_set,
 )
-from dpgen.sources.webdataset import Shards, iter_samples, resolve_shards
+from dpgen.sources.webdataset import Sample, Shards, iter_samples, resolve_shards
 
 logger = logging.getLogger(__name__)
 
@@ -136,18 +136,8 @@ def shard_refs(
     refs: list[SourceRef] = []
     for index in range(len(shards.files)):
         for sample in iter_samples(shards.fetch(index), shards.location):
-            if sample.image is None:
-                continue
-            member, offset, size = sample.image
-            refs.append(
-                SourceRef(
-                    f"{shards.name}/{sample.shard.stem}/{sample.key}",
-                    f"{sample.shard}#{member}",
-                    source_set,
-                    generator,
-                    span=(offset, size),
-                )
-            )
+            if sample.image is not None:
+                refs.append(sample_ref(shards, sample, source_set, generator))
             if num_images is not None and len(refs) >= num_images:
                 return refs
     if not refs:
@@ -155,3 +145,25 @@ def shard_refs(
             f"{shards.location}: no sample with an image in {len(shards.files)} shards"
         )
     return refs
+
+
+#: Text fields of a WebDataset sample taken as its prompt, first present wins.
+PROMPT_FIELDS = ("txt", "prompt.txt", "caption.txt")
+
+
+def sample_ref(
+    shards: Shards, sample: Sample, source_set: str, generator: str, model: str = ""
+) -> SourceRef:
+    """The ref of a WebDataset sample with an image: id ``<dataset>/<shard>/<key>``, path
+    ``<shard.tar>#<member>`` and the image's byte span in the shard."""
+    member, offset, size = sample.image
+    prompt = next((sample.fields[f] for f in PROMPT_FIELDS if f in sample.fields), "")
+    return SourceRef(
+        image_id=f"{shards.name}/{sample.shard.stem}/{sample.key}",
+        path=f"{sample.shard}#{member}",
+        source_set=source_set,
+        generator=generator,
+        prompt=prompt,
+        model=model,
+        span=(offset, size),
+    )

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from dpgen.fixtures import DRAGON_CARD, DRAGON_MODELS, DRAGON_SHARDS
 from dpgen.manifest import ManifestError, generated_locations, resolve_generators
@@ -141,3 +142,30 @@ def test_generated_names_are_manifest_names_or_unambiguous_labels() -> None:
     with pytest.raises(ManifestError, match=r"'sd21' is the label of \['tiny-sd21', 'my-sd21'\]"):
         generated_locations({"sd21": "a"}, None, twins)
     assert generated_locations({"my-sd21": "a"}, None, twins) == {"my-sd21": "a"}
+
+
+def test_a_parquet_dataset_selects_by_a_column(tmp_path) -> None:
+    datasets = pytest.importorskip("datasets")
+    rng = np.random.default_rng(0)
+    pictures = [
+        Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)) for _ in range(6)
+    ]
+    models = ["m1", "m2", "m3"] * 2
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    datasets.Dataset.from_dict(
+        {"image": pictures, "model": models},
+        features=datasets.Features({"image": datasets.Image(), "model": datasets.Value("string")}),
+    ).to_parquet(str(folder / "train.parquet"))
+    location = f"hf://{folder}"
+    listing = list_generated(_sources(location, models=("m1", "m3"), field="model"), count=5)
+    assert {n: [(r.image_id, r.model) for r in refs] for n, refs in listing.refs.items()} == {
+        "sd": [("mixed:0", "m1"), ("mixed:3", "m1")],
+        "flux": [("mixed:2", "m3"), ("mixed:5", "m3")],
+    }
+    np.testing.assert_array_equal(
+        np.asarray(load_image(listing.refs["flux"][1])[0]), np.asarray(pictures[5])
+    )
+    assert listing.report[0]["by_value"] == {"m1": 2, "m2": 2, "m3": 2}
+    with pytest.raises(SourceError, match=r"no per-sample field 'model.txt'; fields: \['image', "):
+        list_generated([GeneratedSource("sd", location, "model.txt", ("m1",), True)], 1)
