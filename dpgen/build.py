@@ -34,12 +34,13 @@ from dpgen import __version__
 from dpgen.card import CITATION
 from dpgen.errors import InputError
 from dpgen.jobs import Job, JobPlanner, PreparedJob, image_record, list_jobs
-from dpgen.manifest import GeneratorSpec, resolve_generators
-from dpgen.masks import MASK_POLICIES, MaskError
+from dpgen.manifest import GeneratorSpec, generated_locations, resolve_generators
+from dpgen.masks import MaskError, parse_mask_policy
 from dpgen.options import OptionError, Options, option
 from dpgen.pairing import PatchRows, View, pair_generated, pair_real
 from dpgen.pipelines import OFFLOAD_MODES, PRETRAINED_WEIGHTS, Generator
 from dpgen.random_weights import RANDOM_WEIGHTS
+from dpgen.regions import RegionChooser
 from dpgen.schedule import GeneratorPass, shard_units
 from dpgen.schema import (
     IMAGE_FEATURES,
@@ -47,11 +48,13 @@ from dpgen.schema import (
     NEGATIVES,
     PAIRS,
     SOURCE_GENERATED,
+    SOURCE_REAL,
     generator_names,
     patch_features,
 )
+from dpgen.semantic import SEMANTIC_RULES
 from dpgen.shards import commit_shard, done_shards, finalize, rows_table, to_table
-from dpgen.sources import SourceError, load_coco_instances, load_prompts
+from dpgen.sources import GeneratedSource, SourceError, list_generated, list_images, load_prompts
 
 logger = logging.getLogger(__name__)
 
@@ -154,9 +157,22 @@ class BuildConfig(RoundtripConfig):
 
     generated: dict[str, str] = option(
         {},
-        metavar="NAME=PATH",
-        help="NAME=PATH: folder or Hub dataset of NAME's generated images; repeatable. "
-        "Generators without one make theirs with their text-to-image pipeline",
+        metavar="NAME=LOCATION",
+        help="NAME=LOCATION: NAME's generated images (NAME: a manifest name, or its label when "
+        "unambiguous); LOCATION a folder, or a dataset [hf://]DATASET[/CONFIG][:SPLIT] whose "
+        "DATASET is a Hub id or a local snapshot folder (WebDataset shards or parquet); "
+        "repeatable. Generators without one make theirs with their text-to-image pipeline",
+    )
+    generated_from: str | None = option(
+        None,
+        metavar="LOCATION",
+        help="one dataset of generated images for every generator --generated does not name "
+        "(e.g. lesc-unifi/dragon/ExtraLarge:train); each takes only its own models' samples",
+    )
+    generated_field: str | None = option(
+        None,
+        help="per-sample field naming each generated image's model (Dragon: model.txt; a "
+        "column of a Hub dataset); default: the manifests' source_field",
     )
     prompts: str | None = option(
         None, help="COCO captions JSON or a text file of prompts (default: bundled)"
@@ -164,8 +180,29 @@ class BuildConfig(RoundtripConfig):
     num_generated: int | None = option(
         None, help="generated images per generator (default: as many as real images)"
     )
-    mask_policy: str = option("train", help="where generators repaint", choices=MASK_POLICIES)
+    mask_policy: str = option(
+        "train",
+        help="where generators repaint: train, random or semantic, or per source set as "
+        "real=POLICY,generated=POLICY (semantic applies to real images; generated ones, "
+        "without annotations, default to train)",
+    )
     annotations: str | None = option(None, help="COCO instances JSON (for --mask-policy semantic)")
+    captions: str | None = option(
+        None, help="COCO captions JSON: the prompts of semantic masks (--semantic-rule tgif)"
+    )
+    semantic_rule: str = option(
+        "tgif",
+        help="which COCO object a semantic mask repaints and its prompt: tgif (TGIF's rule, "
+        "see dpgen.semantic) or uniform (a random non-crowd instance, the source's prompt)",
+        choices=SEMANTIC_RULES,
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        try:
+            parse_mask_policy(self.mask_policy)
+        except ValueError as err:
+            raise OptionError(f"mask_policy: {err}") from None
 
 
 def pending_shards(num_shards: int, done: set[int] | dict, rank: int, world_size: int) -> list[int]:
@@ -205,33 +242,34 @@ class Builder:
         self.state = state or PartialState(cpu=not torch.cuda.is_available())
         self.specs = resolve_generators(cfg.generators)
         self.inpainting = isinstance(cfg, BuildConfig)
-        unknown = sorted(set(getattr(cfg, "generated", {})) - {s.name for s in self.specs})
-        if unknown:
-            raise BuildError(f"--generated names {unknown} that are not in --generators")
+        # --generated names: manifest names or labels; --generated-from fills in the rest.
+        self.generated = generated_locations(
+            getattr(cfg, "generated", {}), getattr(cfg, "generated_from", None), self.specs
+        )
+        self.source_report: list[dict] = []
         self.label_names = generator_names([s.label for s in self.specs])
         self.features = {
             PAIRS: patch_features(cfg.patch_size, self.label_names),
             NEGATIVES: patch_features(cfg.patch_size, self.label_names),
             IMAGES: IMAGE_FEATURES,
         }
-        self.mask_policy = cfg.mask_policy if self.inpainting else "none"
+        # The mask policy per source set, TGIF's semantic rule and its files (read up front).
+        self.regions = None
+        if self.inpainting:
+            self.regions = RegionChooser(
+                parse_mask_policy(cfg.mask_policy), cfg.grid, cfg.patch_size, cfg.margin,
+                cfg.annotations, cfg.captions, cfg.semantic_rule,
+            )  # fmt: skip
         self.planner = JobPlanner(
             self.specs,
             seed=cfg.seed,
-            roundtrip=not self.inpainting,
-            mask_policy=self.mask_policy,
+            regions=self.regions,
             grid=cfg.grid,
             patch=cfg.patch_size,
             margin=cfg.margin,
             prompts=lambda: load_prompts(cfg.prompts),
-            annotations=self._annotations,
         )
         self.stats = BuildStats()
-
-    def _annotations(self) -> dict[str, list[dict]]:
-        if not self.cfg.annotations:
-            raise BuildError("--mask-policy semantic needs --annotations (COCO instances JSON)")
-        return load_coco_instances(self.cfg.annotations)
 
     def make_generator(self, spec: GeneratorSpec) -> Generator:
         """A generator on this process's device with the build's offload setting."""
@@ -245,16 +283,25 @@ class Builder:
         )
 
     def jobs(self) -> list[Job]:
-        """Every job of the build, in build order (`dpgen.jobs.list_jobs`)."""
+        """Every job of the build, in build order (`dpgen.jobs.list_jobs`); sources are listed
+        and checked here, before any pipeline loads."""
         cfg = self.cfg
-        return list_jobs(
-            cfg.real,
-            self.specs,
-            num_images=cfg.num_images,
-            seed=cfg.seed,
-            generated=cfg.generated if self.inpainting else None,
-            num_generated=cfg.num_generated if self.inpainting else None,
-        )
+        real = list_images(cfg.real, SOURCE_REAL, num_images=cfg.num_images, seed=cfg.seed)
+        if not self.inpainting:
+            return list_jobs(real, self.specs, None, 0)
+        self.regions.check_real(real)
+        count = cfg.num_generated if cfg.num_generated is not None else len(real)
+        wanted = [
+            GeneratedSource(spec.name, location, cfg.generated_field or spec.source_field,
+                            spec.source_models, required=bool(cfg.generated_field))
+            for spec in self.specs
+            if (location := self.generated.get(spec.name))
+        ]  # fmt: skip
+        listing = list_generated(wanted, count, cfg.seed) if count and wanted else None
+        self.source_report = listing.report if listing else []
+        if count and len(wanted) < len(self.specs):  # some generator makes its own sources
+            load_prompts(cfg.prompts)  # a bad prompt file fails now, not in the first pass
+        return list_jobs(real, self.specs, listing.refs if listing else {}, count)
 
     # -- one pass ------------------------------------------------------------------------
     def _prepare(self, shard: _Shard) -> None:
@@ -282,7 +329,7 @@ class Builder:
 
     def _commit(self, shard: _Shard) -> None:
         rows = [self._rows(p) for p in shard.prepared]
-        records = [image_record(p, self.mask_policy) for p in shard.prepared]
+        records = [image_record(p) for p in shard.prepared]
         tables = {
             PAIRS: rows_table([r[0] for r in rows], self.features[PAIRS]),
             NEGATIVES: rows_table([r[1] for r in rows], self.features[NEGATIVES]),
@@ -384,7 +431,8 @@ class Builder:
         finalize(out, self.features, num_shards, info)
         (out / "provenance.json").write_text(json.dumps(provenance, indent=1, sort_keys=True))
         skipped = [s for entry in done_shards(out).values() for s in entry["skipped"]]
-        (out / "report.json").write_text(json.dumps({"skipped": skipped}, indent=1))
+        report = {"skipped": skipped, "generated_sources": self.source_report}
+        (out / "report.json").write_text(json.dumps(report, indent=1))
         if skipped:
             logger.warning("%d source(s) skipped; see %s", len(skipped), out / "report.json")
 

@@ -74,7 +74,9 @@ COMMANDS = {
         help="inpaint sources and write the pairs / negatives / images datasets",
         description="Inpaint real images with every generator and generated images with their "
         "own generator; cut aligned patch groups and the hard-negative pool (paper Sec. 3.1). "
-        "Sharded and resumable; `accelerate launch -m dpgen build` splits shards across GPUs.",
+        "Sharded and resumable; `accelerate launch -m dpgen build` splits shards across GPUs. "
+        "--preset paper sets the paper's recipe (see dpgen.presets).",
+        presets="dpgen.presets:BUILD_PRESETS",
     ),
     "roundtrip": Command(
         config="dpgen.build:RoundtripConfig",

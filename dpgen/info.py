@@ -14,7 +14,17 @@ from datasets import DatasetDict, load_from_disk
 
 from dpgen.errors import InputError
 from dpgen.options import Options, option
-from dpgen.schema import IMAGES, NEGATIVES, PAIRS, SOURCE_GENERATED, SOURCE_REAL, patch_array
+from dpgen.presets import PAPER_COUNTS, matching_preset
+from dpgen.schema import (
+    CATEGORIES,
+    IMAGES,
+    NEGATIVES,
+    PAIRS,
+    SOURCE_GENERATED,
+    SOURCE_REAL,
+    patch_array,
+)
+from dpgen.sources.generated import describe
 
 
 @dataclass(kw_only=True)
@@ -98,15 +108,57 @@ def build_counts(out: str | Path) -> dict[str, Any]:
     expected = expected_rows(images)
     counts["expected"] = expected
     counts["formulas_hold"] = all(counts[s]["rows"] == expected[s] for s in expected)
+    source_sets = Counter(dd[PAIRS].data.column("source_set").to_pylist())
+    counts["patches"] = {
+        "generated_pairs": source_sets.get(SOURCE_GENERATED, 0),
+        "real_views": source_sets.get(SOURCE_REAL, 0),
+        "negatives": counts[NEGATIVES]["rows"],
+        "total": counts[PAIRS]["rows"] + counts[NEGATIVES]["rows"],
+    }
     provenance = Path(out) / "provenance.json"
     counts["weights"] = (
         json.loads(provenance.read_text()).get("weights", "pretrained")
         if provenance.exists()
         else "pretrained"
     )
-    report = Path(out) / "report.json"
-    counts["skipped"] = json.loads(report.read_text())["skipped"] if report.exists() else []
+    report_path = Path(out) / "report.json"
+    report = json.loads(report_path.read_text()) if report_path.exists() else {}
+    counts["skipped"] = report.get("skipped", [])
+    counts["generated_sources"] = report.get("generated_sources", [])
+    config = _build_config(out)
+    counts["missing"] = missing_categories(counts, config)
+    counts["preset"] = matching_preset(config)
     return counts
+
+
+def _build_config(out: str | Path) -> dict[str, Any]:
+    path = Path(out) / "provenance.json"
+    return json.loads(path.read_text()).get("config", {}) if path.exists() else {}
+
+
+def missing_categories(counts: dict[str, Any], config: dict[str, Any]) -> list[str]:
+    """What the command asked for and the ``pairs`` lack: ``authentic`` (pairs of real
+    images), and ``inpainted/<label>`` for each generator whose generated images were asked for
+    (an inpainting build with ``num_generated`` not 0) but gave no pair.
+
+    Args:
+        counts: `build_counts`' counts of the build.
+        config: the build's settings (``provenance.json`` ``config``).
+    """
+    by_category = counts[PAIRS]["by_category"]
+    authentic, inpainted = CATEGORIES
+    missing = [] if by_category.get(authentic) else [authentic]
+    if config.get("mode") == "inpaint" and config.get("num_generated") != 0:
+        labels = counts[IMAGES]["generator_labels"][1:]
+        missing += [f"{inpainted}/{g}" for g in labels if not by_category[inpainted].get(g)]
+    return missing
+
+
+def _patch_line(title: str, n: dict[str, int]) -> str:
+    return (
+        f"{title}: {n['total']:,} patches = {n['generated_pairs']:,} generated pairs + "
+        f"{n['real_views']:,} real views + {n['negatives']:,} hard negatives"
+    )
 
 
 def format_counts(counts: dict[str, Any]) -> str:
@@ -127,6 +179,15 @@ def format_counts(counts: dict[str, Any]) -> str:
     lines.append(f"images: {img['rows']} {img['by_source']}")
     lines.append(f"grids inside: {img['grid_inside']}  outside: {img['grid_outside']}")
     lines.append(f"pairing formulas hold: {counts['formulas_hold']}")
+    lines.append(_patch_line("patches", counts["patches"]))
+    if counts.get("preset") == "paper":
+        lines.append(_patch_line("paper (Sec. 3.1) at full scale", PAPER_COUNTS))
+    for entry in counts.get("generated_sources", []):
+        lines.append(f"generated source: {describe(entry)}")
+    if counts.get("missing"):
+        lines.append(
+            "WARNING: the pairs lack what the command asked for: " + ", ".join(counts["missing"])
+        )
     if "digest" in counts:
         lines.append(f"digest: {counts['digest']}")
     if counts["skipped"]:

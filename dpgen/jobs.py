@@ -16,24 +16,16 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from dpgen.grid import Grid, inside_grid, outside_grid
 from dpgen.manifest import GeneratorSpec, common_multiple
-from dpgen.masks import (
-    check_mask,
-    choose_instance,
-    random_mask,
-    semantic_mask,
-    to_image,
-    training_mask,
-    transform_mask,
-)
+from dpgen.masks import to_image
+from dpgen.regions import Region, RegionChooser, no_region
 from dpgen.schema import SOURCE_GENERATED, SOURCE_REAL
-from dpgen.sources import SourceError, SourceRef, list_images, load_image, prepare
+from dpgen.sources import Prepared, SourceError, SourceRef, load_image, prepare
 
 
 @dataclass(frozen=True)
@@ -95,9 +87,11 @@ class PreparedJob:
         text2image: the `Draw` of a source the generator makes, else None.
         size: (W, H) of the prepared source.
         image: the prepared source, once loaded or made.
-        record: what the build's ``images`` split records of the source's preparation.
+        placed: how the source was (or will be) prepared: scale, crop, original size.
+        region: the repainting decision (`dpgen.regions.Region`): policy, semantic choice.
         views: painter name -> (H, W, 3) uint8 output, filled by the pipelines.
         settings: painter name -> (steps, guidance) actually used (a batched call shares them).
+        source_settings: (steps, guidance) a made source got; (-1, -1.0) otherwise.
     """
 
     job: Job
@@ -110,9 +104,11 @@ class PreparedJob:
     text2image: Draw | None
     size: tuple[int, int]
     image: Image.Image | None = None
-    record: dict = field(default_factory=dict)
+    placed: Prepared | None = None
+    region: Region | None = None
     views: dict[str, np.ndarray] = field(default_factory=dict)
     settings: dict[str, tuple[int, float]] = field(default_factory=dict)
+    source_settings: tuple[int, float] = (-1, -1.0)
 
     @property
     def where(self) -> str:
@@ -121,36 +117,28 @@ class PreparedJob:
 
 
 def list_jobs(
-    real: str | None,
+    real: list[SourceRef],
     specs: list[GeneratorSpec],
-    *,
-    num_images: int | None,
-    seed: int,
-    generated: dict[str, str] | None = None,
-    num_generated: int | None = None,
+    generated: dict[str, list[SourceRef]] | None,
+    count: int,
 ) -> list[Job]:
     """Every job of a build, in build order: real images, then each generator's generated ones.
 
     Args:
-        real: folder or dataset of real images (None: the bundled photographs).
+        real: the real images, listed.
         specs: the generators, in ``--generators`` order.
-        num_images: cap on real images.
-        seed: seed of the subsampling of sources.
-        generated: generator name -> folder or dataset of its generated images; None for a VAE
-            round trip (no generated jobs at all).
-        num_generated: generated images per generator (None: as many as real images).
+        generated: generator name -> its listed generated images (`dpgen.sources.list_generated`);
+            None for a VAE round trip (no generated jobs at all).
+        count: generated images each generator without listed images makes.
     """
-    refs = list_images(real, SOURCE_REAL, num_images=num_images, seed=seed)
-    jobs = [Job(f"real/{r.image_id}", SOURCE_REAL, "", r) for r in refs]
+    jobs = [Job(f"real/{r.image_id}", SOURCE_REAL, "", r) for r in real]
     if generated is None:
         return jobs
-    count = num_generated if num_generated is not None else len(refs)
     for spec in specs:
         if spec.name in generated:
-            found = list_images(generated[spec.name], SOURCE_GENERATED, spec.name, count, seed)
             jobs += [
                 Job(f"generated/{spec.name}/{r.image_id}", SOURCE_GENERATED, spec.name, r)
-                for r in found
+                for r in generated[spec.name]
             ]
         else:
             jobs += [
@@ -166,11 +154,10 @@ class JobPlanner:
     Args:
         specs: the generators, in ``--generators`` order.
         seed: the build's seed.
-        roundtrip: VAE round trips (no mask, no draws) instead of inpaintings.
-        mask_policy: ``train``, ``random`` or ``semantic`` (`dpgen.masks.MASK_POLICIES`).
-        grid: (rows, cols); patch: P; margin: px between outside patches and the mask.
+        regions: where and with what prompt sources are repainted (`dpgen.regions`); None for
+            VAE round trips (no mask, no draws).
+        patch: P; grid: (rows, cols); margin: px between outside patches and the mask.
         prompts: loads the text-to-image prompts on first use.
-        annotations: loads the COCO instances (file stem -> annotations) on first use.
     """
 
     def __init__(
@@ -178,20 +165,17 @@ class JobPlanner:
         specs: list[GeneratorSpec],
         *,
         seed: int,
-        roundtrip: bool,
-        mask_policy: str,
+        regions: RegionChooser | None,
         grid: tuple[int, int],
         patch: int,
         margin: int,
         prompts=None,
-        annotations=None,
     ) -> None:
         self.specs = {s.name: s for s in specs}
-        self.seed, self.roundtrip, self.mask_policy = seed, roundtrip, mask_policy
+        self.seed, self.regions = seed, regions
         self.grid, self.patch, self.margin = grid, patch, margin
-        self._load_prompts, self._load_annotations = prompts, annotations
+        self._load_prompts = prompts
         self._prompts: list[str] | None = None
-        self._coco: dict[str, list[dict]] | None = None
         self.real_multiple = common_multiple(specs)
         self.real_max_side = min(s.resolution for s in specs)
 
@@ -202,41 +186,46 @@ class JobPlanner:
             SourceError, MaskError: the source cannot be used (the build skips it).
         """
         rng = job_rng(self.seed, job.key)
-        prompt, text2image, record, image = self._source(job, rng)
-        size = image.size if image is not None else tuple(record["size"])
-        mask = self._mask(job, record, size, rng)
+        prompt, text2image, placed = self._source(job, rng)
+        x0, y0, x1, y1 = placed.crop
+        size = (x1 - x0, y1 - y0)
+        where = job.ref.path if job.ref else job.key
+        if self.regions is None:
+            region = no_region(size[1], size[0])
+        else:
+            region = self.regions.choose(job.source_set, job.ref, placed, rng, where)
+        if region.prompt is not None:  # the region's own (TGIF's caption prompt, or none)
+            prompt = region.prompt
         rows, cols = self.grid
-        inside = inside_grid(mask, rows, cols, self.patch)
-        outside = outside_grid(mask, rows, cols, self.patch, self.margin)
+        inside = inside_grid(region.mask, rows, cols, self.patch)
+        outside = outside_grid(region.mask, rows, cols, self.patch, self.margin)
         needed = (
             inside.cells if job.source_set == SOURCE_GENERATED else inside.cells + outside.cells
         )
-        where = job.ref.path if job.ref else job.key
         if not needed:
             raise SourceError(
                 f"{where}: no {self.patch}px patch fits the mask on {size[0]}x{size[1]}"
             )
         painters = [job.generator] if job.source_set == SOURCE_GENERATED else list(self.specs)
-        draws = {} if self.roundtrip else {n: draw(self.specs[n], rng) for n in painters}
+        draws = {} if self.regions is None else {n: draw(self.specs[n], rng) for n in painters}
         return PreparedJob(
-            job, mask, inside, outside, painters, draws, prompt, text2image, size, image, record
-        )
+            job, region.mask, inside, outside, painters, draws, prompt, text2image, size,
+            image=placed.image, placed=placed, region=region,
+        )  # fmt: skip
 
-    def _source(self, job: Job, rng: np.random.Generator):
-        """(prompt, text-to-image draw, preparation record, prepared image or None)."""
+    def _source(self, job: Job, rng: np.random.Generator) -> tuple[str, Draw | None, Prepared]:
+        """(prompt, text-to-image draw, the source as prepared; no image yet for a made one)."""
         if job.ref is not None:
             multiple, max_side = self.source_rule(job)
             loaded, _ = load_image(job.ref)
             prepared = prepare(loaded, multiple, max_side, 2 * self.patch, where=job.ref.path)
-            record = _preparation(prepared.original_size, prepared.scale, prepared.crop)
-            return job.ref.prompt, None, record, prepared.image
+            return job.ref.prompt, None, prepared
         if self._prompts is None:
             self._prompts = self._load_prompts()
         prompt = self._prompts[int(rng.integers(len(self._prompts)))]
         spec = self.specs[job.generator]
         side = spec.resolution  # a multiple of the spec's size multiple: prepare keeps it whole
-        record = _preparation((side, side), 1.0, (0, 0, side, side))
-        return prompt, draw(spec, rng), record, None
+        return prompt, draw(spec, rng), Prepared(None, 1.0, (0, 0, side, side), (side, side))
 
     def source_rule(self, job: Job) -> tuple[int, int]:
         """(size multiple, longest side) a job's source is prepared to (`dpgen.sources.prepare`).
@@ -249,51 +238,26 @@ class JobPlanner:
         spec = self.specs[job.generator]
         return spec.size_multiple, spec.resolution
 
-    def _mask(self, job: Job, record: dict, size: tuple[int, int], rng) -> np.ndarray:
-        width, height = size
-        rows, cols = self.grid
-        where = job.ref.path if job.ref else job.key
-        if self.roundtrip:
-            return np.zeros((height, width), dtype=bool)
-        if self.mask_policy == "train":
-            mask = training_mask(width, height, rng, rows, cols, self.patch, self.margin)
-        elif self.mask_policy == "random":
-            mask = random_mask(width, height, rng)
-        else:  # semantic
-            if self._coco is None:
-                self._coco = self._load_annotations()
-            stem = Path(job.ref.path).stem if job.ref else ""
-            ann = choose_instance(self._coco.get(stem, []), rng, f"{where} ({stem!r})")
-            full = semantic_mask(*record["original_size"], ann, kind="segm")
-            mask = transform_mask(full, record["scale"], tuple(record["crop"]))
-        check_mask(mask, where)
-        return mask
 
-
-def _preparation(original: tuple[int, int], scale: float, crop: tuple) -> dict:
-    x0, y0, x1, y1 = crop
-    return {
-        "original_size": list(original),
-        "scale": scale,
-        "crop": list(crop),
-        "size": [x1 - x0, y1 - y0],
-    }
-
-
-def image_record(p: PreparedJob, mask_policy: str) -> dict:
+def image_record(p: PreparedJob) -> dict:
     """The job's row of the build's ``images`` split (`dpgen.schema.IMAGE_FEATURES`)."""
+    x0, y0, x1, y1 = p.placed.crop
     return {
         "image_id": p.job.image_id,
         "source_set": p.job.source_set,
         "generator": p.job.generator,
         "path": p.job.ref.path if p.job.ref else "",
-        **{k: p.record[k] for k in ("original_size", "scale", "crop", "size")},
+        "source_model": p.job.ref.model if p.job.ref else "",
+        "original_size": list(p.placed.original_size),
+        "scale": p.placed.scale,
+        "crop": [x0, y0, x1, y1],
+        "size": [x1 - x0, y1 - y0],
         "mask": to_image(p.mask),
-        "mask_policy": mask_policy,
+        **p.region.record(),
         "prompt": p.prompt,
         "seed": p.text2image.seed if p.text2image else -1,
-        "source_steps": p.record.get("source_steps", -1),
-        "source_guidance": p.record.get("source_guidance", -1.0),
+        "source_steps": p.source_settings[0],
+        "source_guidance": p.source_settings[1],
         "inpainted_by": p.painters,
         "steps": [p.settings[n][0] for n in p.painters],
         "guidance": [p.settings[n][1] for n in p.painters],

@@ -90,6 +90,11 @@ class GeneratorSpec:
             parameters without weights (`dpgen.plan`) and to build real-size random-weight
             pipelines (`dpgen.random_weights`). ``None`` for tiny and local checkpoints, whose
             own folders have the configs.
+        source_field: the per-sample field of a generated-image dataset that names the model
+            which made each image (e.g. Dragon's ``model.txt``); ``--generated-field`` overrides.
+        source_models: the values of that field that mean "made by this generator", e.g. the
+            strings Dragon's ``model.txt`` uses for its model (see docs/dpgen.md); samples with
+            any other value are never used as this generator's images.
     """
 
     name: str
@@ -104,6 +109,8 @@ class GeneratorSpec:
     dtype: str = "float16"
     description: str = ""
     configs: str | None = None
+    source_field: str = ""
+    source_models: tuple[str, ...] = ()
     source: str = field(default="", compare=False)  # the YAML file it came from
 
     def __post_init__(self) -> None:
@@ -163,6 +170,11 @@ def _from_dict(cls: type, data: Any, where: str) -> Any:
     for key in ("inpaint", "text2image"):
         if isinstance(kwargs.get(key), dict):
             kwargs[key] = _from_dict(PipelineRef, kwargs[key], f"{where}: {key}")
+    if "source_models" in kwargs:
+        value = kwargs["source_models"]
+        if not (isinstance(value, list) and all(isinstance(v, str) and v for v in value)):
+            raise ManifestError(f"{where}: source_models must be a list of strings, got {value!r}")
+        kwargs["source_models"] = tuple(value)
     for key in ("steps", "guidance"):
         if key in kwargs:
             value = kwargs[key]
@@ -223,3 +235,61 @@ def resolve_generators(
 def common_multiple(specs: list[GeneratorSpec]) -> int:
     """The size multiple every spec accepts (a real image is inpainted by all of them)."""
     return math.lcm(*(s.size_multiple for s in specs))
+
+
+def match_generator(name: str, specs: list[GeneratorSpec], where: str) -> GeneratorSpec:
+    """The spec a command-line name refers to: its manifest name, or its label (``sd21`` for
+    ``tiny-sd21``) when exactly one spec of the build has that label.
+
+    Args:
+        name: as written by the user.
+        specs: the build's generators.
+        where: the setting, for the message (e.g. ``--generated``).
+
+    Raises:
+        ManifestError: no spec has that name or label, or several share the label.
+    """
+    for spec in specs:
+        if spec.name == name:
+            return spec
+    labelled = [s for s in specs if s.label == name]
+    if len(labelled) == 1:
+        return labelled[0]
+    names = ", ".join(f"{s.name} (label {s.label})" for s in specs)
+    if labelled:
+        raise ManifestError(
+            f"{where}: {name!r} is the label of {[s.name for s in labelled]}; use the manifest name"
+        )
+    raise ManifestError(f"{where}: {name!r} names no generator of the build; generators: {names}")
+
+
+def generated_locations(
+    generated: dict[str, str], generated_from: str | None, specs: list[GeneratorSpec]
+) -> dict[str, str]:
+    """Where each generator's generated images come from, by manifest name.
+
+    Args:
+        generated: ``--generated NAME=LOCATION`` entries; NAME is a manifest name or label.
+        generated_from: ``--generated-from LOCATION``, one dataset for every generator that
+            ``generated`` does not name (each takes only its own samples, `GeneratorSpec.source_models`).
+        specs: the build's generators, in order.
+
+    Returns:
+        manifest name -> location, in ``specs`` order; generators absent make their images with
+        their text-to-image pipeline.
+
+    Raises:
+        ManifestError: an unknown or ambiguous name, or one generator named twice.
+    """
+    chosen: dict[str, str] = {}
+    for name, location in generated.items():
+        spec = match_generator(name, specs, "--generated")
+        if spec.name in chosen:
+            raise ManifestError(f"--generated: {spec.name} is given twice (as {name!r})")
+        chosen[spec.name] = location
+    out = {}
+    for spec in specs:
+        location = chosen.get(spec.name, generated_from)
+        if location:
+            out[spec.name] = location
+    return out

@@ -6,11 +6,17 @@ PNG with 0/255 (TGIF's convention). Three policies (`MASK_POLICIES`):
 - ``train``: `training_mask`, the default for building pretraining data: a rectangle sized so
   that both the inside grid and the outside grid (`dpgen.grid`) are as full as the image allows.
 - ``random``: `random_mask`, TGIF's random-rectangle rule.
-- ``semantic``: `semantic_mask`, a COCO object's segmentation or box (TGIF's semantic masks).
+- ``semantic``: `semantic_mask`, a COCO object's segmentation or box (TGIF's semantic masks;
+  which object, and the prompt, follow TGIF's rule in `dpgen.semantic`).
+
+A policy may differ per source set (`parse_mask_policy`): ``real=semantic,generated=train``.
+Generated images have no COCO annotations, so a plain ``semantic`` applies to real images and
+generated ones get the training policy.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +24,13 @@ from PIL import Image, ImageDraw
 
 from dpgen.errors import InputError
 from dpgen.grid import axis_starts
+from dpgen.schema import SOURCE_GENERATED, SOURCE_REAL
 from dpgen.sources import resized_size
 
 MASK_POLICIES = ("train", "random", "semantic")
+#: Policy of generated sources when a command names one for real images only: they have no
+#: annotations, and the training policy is the paper's.
+GENERATED_DEFAULT = "train"
 #: TGIF random masks: each side uniform in [MIN_SIDE, floor(MAX_FRACTION * image side)].
 RANDOM_MIN_SIDE = 64
 RANDOM_MAX_FRACTION = 0.6
@@ -28,6 +38,57 @@ RANDOM_MAX_FRACTION = 0.6
 
 class MaskError(InputError):
     """A mask is unusable; the message names the file or image and the problem."""
+
+
+@dataclass(frozen=True)
+class MaskPolicy:
+    """The mask policy of each source set (`MASK_POLICIES`)."""
+
+    real: str
+    generated: str
+
+    def of(self, source_set: str) -> str:
+        """The policy of ``source_set`` (`dpgen.schema.SOURCE_REAL` or ``SOURCE_GENERATED``)."""
+        return self.real if source_set == SOURCE_REAL else self.generated
+
+    def __str__(self) -> str:
+        return f"{SOURCE_REAL}={self.real},{SOURCE_GENERATED}={self.generated}"
+
+
+def parse_mask_policy(text: str) -> MaskPolicy:
+    """Read ``--mask-policy``: one policy, or one per source set.
+
+    ``train`` / ``random`` apply to every source; ``semantic`` to real images, with generated
+    ones on `GENERATED_DEFAULT` (they have no annotations); ``real=semantic,generated=random``
+    names each (a source set left out: real ``train``, generated `GENERATED_DEFAULT`).
+
+    Raises:
+        ValueError: an unknown policy or source set, or ``generated=semantic``.
+    """
+    text = text.strip()
+    if "=" not in text:
+        _check_policy(text, text)
+        return MaskPolicy(text, GENERATED_DEFAULT if text == "semantic" else text)
+    chosen = {SOURCE_REAL: "train", SOURCE_GENERATED: GENERATED_DEFAULT}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        source_set, sep, policy = (x.strip() for x in part.partition("="))
+        if not sep or source_set not in chosen:
+            raise ValueError(
+                f"{part!r}: expected SOURCE=POLICY with SOURCE {SOURCE_REAL} or {SOURCE_GENERATED}"
+            )
+        _check_policy(policy, part)
+        chosen[source_set] = policy
+    if chosen[SOURCE_GENERATED] == "semantic":
+        raise ValueError(
+            f"{SOURCE_GENERATED}=semantic: generated images have no COCO annotations; "
+            f"use {SOURCE_GENERATED}=train or {SOURCE_GENERATED}=random"
+        )
+    return MaskPolicy(chosen[SOURCE_REAL], chosen[SOURCE_GENERATED])
+
+
+def _check_policy(policy: str, where: str) -> None:
+    if policy not in MASK_POLICIES:
+        raise ValueError(f"{where!r}: unknown mask policy {policy!r}; one of {list(MASK_POLICIES)}")
 
 
 def check_mask(mask: np.ndarray, where: str) -> None:

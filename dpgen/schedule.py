@@ -184,7 +184,7 @@ class GeneratorPass:
         if prepared.image.size != tuple(p.size):
             raise SourceError(f"{p.job.key}: made {prepared.image.size}, planned {tuple(p.size)}")
         p.image = prepared.image
-        p.record["source_steps"], p.record["source_guidance"] = call.steps, call.guidance
+        p.source_settings = (call.steps, call.guidance)
 
 
 def shard_units(shards: list[int], sizes: dict[int, int], pass_size: int) -> Iterator[list[int]]:

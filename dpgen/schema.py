@@ -116,7 +116,11 @@ IMAGE_FEATURES = Features(
         "crop": Sequence(Value("int32"), length=4),  # (x0, y0, x1, y1) in the resized image
         "size": Sequence(Value("int32"), length=2),  # (W, H) of the prepared image
         "mask": Image(),  # 8-bit L, 0/255, PNG (lossless)
-        "mask_policy": Value("string"),
+        "mask_policy": Value("string"),  # the policy applied to this image's source set
+        "category": Value("string"),  # COCO category of a semantic mask, else ""
+        "annotation_id": Value("int64"),  # COCO annotation of a semantic mask, else -1
+        "caption_index": Value("int32"),  # the image's caption the prompt quotes (TGIF), else -1
+        "source_model": Value("string"),  # per-sample model value (Dragon model.txt), else ""
         "prompt": Value("string"),
         "seed": Value("int64"),  # text-to-image seed of a made source; -1 otherwise
         "source_steps": Value("int32"),  # its text-to-image steps; -1 otherwise

@@ -4,13 +4,15 @@ A source is a local image file or a row of a Hugging Face dataset. Every functio
 input into a `SourceError` whose message starts with the file (or ``hf://`` reference), so a
 build over thousands of files says which one broke and why.
 
-Modules: `refs` (what a source is), `folders` and `hub` (where sources live), `listing`
-(`list_images`), `decoding` (`load_image`), `preparing` (`prepare`), `prompts` and `coco`
-(annotation files).
+Modules: `refs` (what a source is), `folders`, `hub` and `webdataset` (where sources live),
+`listing` (`list_images`), `generated` (`list_generated`: each generator's images from a dataset
+that mixes generators, e.g. Dragon), `decoding` (`load_image`), `preparing` (`prepare`),
+`prompts` and `coco` (annotation files).
 """
 
-from dpgen.sources.coco import load_coco_instances
+from dpgen.sources.coco import load_coco_captions, load_coco_instances
 from dpgen.sources.decoding import load_image
+from dpgen.sources.generated import GeneratedListing, GeneratedSource, list_generated
 from dpgen.sources.listing import list_images
 from dpgen.sources.preparing import Prepared, prepare, resized_size
 from dpgen.sources.prompts import load_prompts
@@ -28,8 +30,12 @@ __all__ = [
     "Prepared",
     "SourceError",
     "SourceRef",
+    "GeneratedListing",
+    "GeneratedSource",
     "bundled_photos_dir",
+    "list_generated",
     "list_images",
+    "load_coco_captions",
     "load_coco_instances",
     "load_image",
     "load_prompts",

@@ -47,3 +47,29 @@ def load_coco_instances(path: str) -> dict[str, list[dict]]:
         entry["category_name"] = categories.get(ann.get("category_id"), "")
         out.setdefault(Path(image["file_name"]).stem, []).append(entry)
     return out
+
+
+def load_coco_captions(path: str) -> dict[str, list[str]]:
+    """Captions of each image of a COCO captions file, for TGIF's semantic prompts.
+
+    Args:
+        path: ``captions_val2017.json`` layout (``images`` with ``file_name``, ``annotations``
+            with ``image_id`` and ``caption``).
+
+    Returns:
+        ``file_name`` stem -> its captions as written, in file order (COCO has ~5 per image).
+
+    Raises:
+        SourceError: missing file, malformed JSON, or a caption naming an unknown image.
+    """
+    data = read_json(path)
+    if not isinstance(data, dict) or not {"images", "annotations"} <= data.keys():
+        raise SourceError(f"{path}: not a COCO captions file (needs 'images' and 'annotations')")
+    stems = {im["id"]: Path(im["file_name"]).stem for im in data["images"]}
+    out: dict[str, list[str]] = {}
+    for ann in data["annotations"]:
+        stem = stems.get(ann.get("image_id"))
+        if stem is None or "caption" not in ann:
+            raise SourceError(f"{path}: caption {ann.get('id')} has no caption or an unknown image")
+        out.setdefault(stem, []).append(str(ann["caption"]))  # as in the file, as TGIF used it
+    return out

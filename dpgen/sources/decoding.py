@@ -9,6 +9,7 @@ from PIL import Image, ImageFile, ImageOps
 
 from dpgen.sources.hub import open_split, parse_hub_ref
 from dpgen.sources.refs import HF_PREFIX, SourceError, SourceRef
+from dpgen.sources.webdataset import read_member
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -74,6 +75,9 @@ def load_image(ref: SourceRef) -> tuple[Image.Image, tuple[int, int]]:
         SourceError: missing, corrupt, truncated or unreadable file; the message starts with
             ``ref.path``.
     """
+    if ref.span is not None:
+        shard = ref.path.rpartition("#")[0]
+        return decode(io.BytesIO(read_member(shard, *ref.span)), ref.path)
     if not ref.path.startswith(HF_PREFIX):
         return decode(ref.path, ref.path)
     dataset, config, split, index = parse_hub_ref(ref.path)

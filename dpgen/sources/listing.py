@@ -18,6 +18,7 @@ from dpgen.sources.refs import (
     bundled_photos_dir,
     check_source_set,
 )
+from dpgen.sources.webdataset import Sample, Shards, iter_samples, resolve_shards
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +38,10 @@ def list_images(
             out when no local folder has that name; the split defaults to the only split, else
             ``train``; the first ``Image`` column is used, and a string ``prompt``/``caption``/
             ``text`` column fills `SourceRef.prompt`); ``hf:///abs/folder`` reads a local
-            script-free dataset (parquet, ...) the same way; None lists the bundled demo
-            photographs.
+            script-free dataset (parquet, ...) the same way; a WebDataset (``.tar`` shards, in
+            a local snapshot or on the Hub, ``DATASET[/CONFIG][:SPLIT]``, see
+            `dpgen.sources.webdataset`) is read in shard order and gives its first
+            ``num_images`` samples; None lists the bundled demo photographs.
         source_set: `dpgen.schema.SOURCE_REAL` or `dpgen.schema.SOURCE_GENERATED`.
         generator: generator name recorded on every ref (generated sources).
         num_images: keep at most this many: the first N of a permutation drawn with ``seed``,
@@ -56,35 +59,111 @@ def list_images(
         raise ValueError(f"num_images must be >= 1, got {num_images}")
     if location is None:
         location = str(bundled_photos_dir())
-    if not location.startswith(HF_PREFIX) and (
-        os.path.isdir(location) or not HUB_ID.fullmatch(location)
-    ):
-        folder = Path(location)
-        if not folder.is_dir():
-            raise SourceError(f"{location}: no such folder")
-        entries = list_folder(folder)
-        if not entries:
-            raise SourceError(f"{location}: no images ({', '.join(IMAGE_EXTENSIONS)}) in folder")
-        refs = [SourceRef(i, p, source_set, generator) for i, p in entries]
+    shards = resolve_shards(location)
+    if shards is not None:
+        refs = shard_refs(shards, source_set, generator, num_images)
+    elif is_folder(location):
+        refs = folder_refs(location, source_set, generator)
     else:
-        dataset, config, split = parse_location(location)
-        rows, _, prompt_column, split = open_split(dataset, config, split)
-        if len(rows) == 0:
-            raise SourceError(f"{location}: dataset split {split!r} is empty")
-        name = Path(dataset).name if os.path.isdir(dataset) else dataset
-        prompts = rows[prompt_column] if prompt_column else [""] * len(rows)
-        refs = [
-            SourceRef(
-                f"{name}:{i}",
-                hub_ref(dataset, config, split, i),
-                source_set,
-                generator,
-                prompts[i],
-            )
-            for i in range(len(rows))
-        ]
+        refs = dataset_refs(location, source_set, generator)
     if num_images is not None and num_images < len(refs):
         keep = np.sort(np.random.default_rng(seed).permutation(len(refs))[:num_images])
         refs = [refs[i] for i in keep.tolist()]
     logger.info("%s: %d %s source images", location, len(refs), source_set)
     return refs
+
+
+def is_folder(location: str) -> bool:
+    """Is ``location`` read as a folder of image files (not ``hf://``, and an existing folder or
+    not spelled like a Hub id)?"""
+    return not location.startswith(HF_PREFIX) and (
+        os.path.isdir(location) or not HUB_ID.fullmatch(location)
+    )
+
+
+def folder_refs(location: str, source_set: str, generator: str) -> list[SourceRef]:
+    """Every image under a local folder (see `list_images`).
+
+    Raises:
+        SourceError: missing folder, or no image in it.
+    """
+    folder = Path(location)
+    if not folder.is_dir():
+        raise SourceError(f"{location}: no such folder")
+    entries = list_folder(folder)
+    if not entries:
+        raise SourceError(f"{location}: no images ({', '.join(IMAGE_EXTENSIONS)}) in folder")
+    return [SourceRef(i, p, source_set, generator) for i, p in entries]
+
+
+def dataset_refs(
+    location: str, source_set: str, generator: str, indices: list[int] | None = None
+) -> list[SourceRef]:
+    """Rows of a Hub (or local script-free) dataset split (see `list_images`).
+
+    Args:
+        location: ``[hf://]ORG/NAME[/CONFIG][:SPLIT]`` or ``hf:///abs/folder``.
+        source_set: recorded on every ref.
+        generator: recorded on every ref.
+        indices: the rows to list (default: all).
+
+    Raises:
+        SourceError: unloadable dataset or empty split.
+    """
+    dataset, config, split = parse_location(location)
+    rows, _, prompt_column, split = open_split(dataset, config, split)
+    if len(rows) == 0:
+        raise SourceError(f"{location}: dataset split {split!r} is empty")
+    name = Path(dataset).name if os.path.isdir(dataset) else dataset
+    prompts = rows[prompt_column] if prompt_column else [""] * len(rows)
+    return [
+        SourceRef(
+            f"{name}:{i}", hub_ref(dataset, config, split, i), source_set, generator, prompts[i]
+        )
+        for i in (range(len(rows)) if indices is None else indices)
+    ]
+
+
+def shard_refs(
+    shards: Shards, source_set: str, generator: str, num_images: int | None
+) -> list[SourceRef]:
+    """The first ``num_images`` samples with an image of a WebDataset, in shard order; later
+    shards are not opened.
+
+    Raises:
+        SourceError: an unreadable shard, or no sample with an image.
+    """
+    refs: list[SourceRef] = []
+    for index in range(len(shards.files)):
+        for sample in iter_samples(shards.fetch(index), shards.location):
+            if sample.image is not None:
+                refs.append(sample_ref(shards, sample, source_set, generator))
+            if num_images is not None and len(refs) >= num_images:
+                return refs
+    if not refs:
+        raise SourceError(
+            f"{shards.location}: no sample with an image in {len(shards.files)} shards"
+        )
+    return refs
+
+
+#: Text fields of a WebDataset sample taken as its prompt, first present wins.
+PROMPT_FIELDS = ("txt", "prompt.txt", "caption.txt")
+
+
+def sample_ref(
+    shards: Shards, sample: Sample, source_set: str, generator: str, model: str = ""
+) -> SourceRef:
+    """The ref of a WebDataset sample with an image: id ``<dataset>/<shard>/<key>``, path
+    ``<shard.tar>#<member>`` and the image's byte span in the shard."""
+    member, offset, size = sample.image
+    prompt = next((sample.fields[f] for f in PROMPT_FIELDS if f in sample.fields), "")
+    return SourceRef(
+        image_id=f"{shards.name}/{sample.shard.stem}/{sample.key}",
+        path=f"{sample.shard}#{member}",
+        source_set=source_set,
+        generator=generator,
+        prompt=prompt,
+        model=model,
+        span=(offset, size),
+    )

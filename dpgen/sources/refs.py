@@ -25,10 +25,14 @@ class SourceRef:
     Attributes:
         image_id: stable id: the file's path relative to the listed folder without its suffix
             ('/'-joined), or ``"<dataset>:<index>"`` for a dataset row.
-        path: local file path, or ``"hf://<dataset>[/<config>]:<split>:<index>"``.
+        path: local file path, ``"hf://<dataset>[/<config>]:<split>:<index>"``, or
+            ``"<shard.tar>#<member>"`` for a WebDataset sample (`dpgen.sources.webdataset`).
         source_set: `dpgen.schema.SOURCE_REAL` or `dpgen.schema.SOURCE_GENERATED`.
         generator: name of the generator that made a generated source, else "".
         prompt: prompt or caption that came with the source, else "".
+        model: the value of the dataset's per-sample model field (``--generated-field``, e.g.
+            Dragon's ``model.txt``) that assigned it to ``generator``, else "".
+        span: ``(offset, size)`` in bytes of a WebDataset sample's image inside its shard.
     """
 
     image_id: str
@@ -36,6 +40,8 @@ class SourceRef:
     source_set: str
     generator: str = ""
     prompt: str = ""
+    model: str = ""
+    span: tuple[int, int] | None = None
 
 
 def bundled_photos_dir() -> Path:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 
 from dpgen.build import BuildConfig, RoundtripConfig, build
+from dpgen.fixtures import make_coco_fixture, make_dragon_fixture
 from dpgen.manifest import MANIFEST_DIR
 
 
@@ -50,3 +52,35 @@ def reference_build(tmp_path_factory, small_manifests) -> Path:
     out = tmp_path_factory.mktemp("ref") / "build"
     build(_small_config(out, small_manifests))
     return out
+
+
+@pytest.fixture(scope="session")
+def dragon(tmp_path_factory) -> Path:
+    """A local snapshot shaped like Dragon: the card's configs, 3 shards, 3 models interleaved."""
+    return make_dragon_fixture(tmp_path_factory.mktemp("snap") / "dragon")
+
+
+@pytest.fixture
+def dragon_hub(dragon, tmp_path, monkeypatch) -> str:
+    """The same snapshot as ``lesc-unifi/dragon`` in an offline Hub cache; returns the repo id.
+
+    huggingface_hub reads cached files with no network (HF_HUB_OFFLINE=1, tests/conftest.py),
+    so the Hub spelling runs through its real download and listing code.
+    """
+    import huggingface_hub
+
+    cache = tmp_path / "hub"
+    revision = "0" * 40
+    repo = cache / "datasets--lesc-unifi--dragon"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(revision)
+    shutil.copytree(dragon, repo / "snapshots" / revision)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))  # for subprocesses
+    return "lesc-unifi/dragon"
+
+
+@pytest.fixture(scope="session")
+def coco(tmp_path_factory) -> Path:
+    """A three-image COCO val2017 root (polygons, a compressed RLE, a crowd RLE, 5 captions each)."""
+    return make_coco_fixture(tmp_path_factory.mktemp("coco"))

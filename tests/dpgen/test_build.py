@@ -74,7 +74,9 @@ def test_same_command_after_kill_resumes_without_duplicates(
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "dpgen", "build", "--generators", ",".join(small_manifests),
            "--out", str(out), "--num-images", "2", "--num-generated", "1", "--patch-size", "32",
-           "--shard-size", "1"]  # fmt: skip
+           "--shard-size", "1", "--pass-size", "1"]  # fmt: skip
+    # one shard per pass, so commits are spread over the run (rows do not depend on the pass
+    # size: the reference build ran its four shards in one pass)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     while time.time() < deadline and len(list((out / "ledger").glob("*.json"))) < 2:

@@ -10,8 +10,10 @@ from dpgen.grid import inside_grid, outside_grid
 from dpgen.masks import (
     MASK_POLICIES,
     MaskError,
+    MaskPolicy,
     check_mask,
     load_mask,
+    parse_mask_policy,
     random_mask,
     semantic_mask,
     to_image,
@@ -28,6 +30,23 @@ def _box_of(mask: np.ndarray) -> tuple[int, int, int, int]:
 
 def test_policies() -> None:
     assert MASK_POLICIES == ("train", "random", "semantic")
+
+
+def test_mask_policy_per_source_set() -> None:
+    assert parse_mask_policy("train") == MaskPolicy("train", "train")
+    assert parse_mask_policy("random") == MaskPolicy("random", "random")
+    # generated images have no annotations: semantic is for real ones, generated get train
+    assert parse_mask_policy("semantic") == MaskPolicy("semantic", "train")
+    assert parse_mask_policy("real=semantic") == MaskPolicy("semantic", "train")
+    policy = parse_mask_policy(" real=semantic , generated=random ")
+    assert (policy.of("real"), policy.of("generated")) == ("semantic", "random")
+    assert str(policy) == "real=semantic,generated=random"
+    with pytest.raises(ValueError, match="generated=semantic: generated images have no COCO"):
+        parse_mask_policy("real=semantic,generated=semantic")
+    with pytest.raises(ValueError, match="unknown mask policy 'tgif'"):
+        parse_mask_policy("real=tgif")
+    with pytest.raises(ValueError, match="expected SOURCE=POLICY"):
+        parse_mask_policy("fake=train")
 
 
 @pytest.mark.parametrize("size", [(640, 427), (512, 512), (1024, 768), (107, 107)])
