@@ -114,8 +114,6 @@ class FitConfig(_Common):
     def __post_init__(self) -> None:
         super().__post_init__()
         embed.check_features(self.features)
-        if self.model is None and not self.features.startswith(embed.LATENT_PREFIX):
-            raise OptionError(f"model: required with --features {self.features}")
         if not 0 < self.test_fraction < 1:
             raise OptionError(f"test_fraction must lie in (0, 1), got {self.test_fraction}")
         if min(self.prototypes, self.steps, self.head_batch_size, self.gmm_components) < 1:
@@ -309,6 +307,8 @@ def fit(config: FitConfig) -> dict:
         The report (`dpeval.attribute.report.evaluate`, with ``linear_probe`` among the
         closed-set results, and the KDE ``bandwidth``).
     """
+    if config.model is None and not config.features.startswith(embed.LATENT_PREFIX):
+        raise InputError(f"--model: required with --features {config.features}")
     evalset = load_evalset(config.data)
     classes = known_classes(evalset, config.known, config.data)
     held = {s for s, (_, h) in _generated_producers(evalset).items() if h}
