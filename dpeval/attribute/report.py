@@ -6,8 +6,8 @@ Which patches count for what (the split is by image, see `dpeval.attribute.run`)
   label) that the head was NOT trained on (at fit time: the held-out 30 % of the images);
 - open-set metrics: those same known patches (positive) against the generated patches of the
   unseen producers (negative), per patch and per image (mean score of the image's patches), for
-  every score (``kde`` the method; ``mahalanobis`` and ``energy`` baselines), and for the KDE per
-  unseen producer.
+  every score (``kde`` the method; ``mahalanobis`` and ``energy`` baselines); and for the KDE
+  per unseen producer (all known vs that one) and per known class (that class vs all unseen).
 
 Files: ``patches.csv`` (every scored patch: its producer, class probabilities, prediction and
 open-set scores), ``images.csv`` (per image means), ``report.json``, ``report.md``,
@@ -55,7 +55,7 @@ def _by_image(values: np.ndarray, images: list[str]) -> tuple[list[str], np.ndar
     return names.tolist(), sums / np.bincount(inverse).reshape(-1, *([1] * (values.ndim - 1)))
 
 
-def _open_set(scores: PatchScores, rows: Rows, known: np.ndarray) -> dict:
+def _open_set(scores: PatchScores, rows: Rows, known: np.ndarray, classes: list[str]) -> dict:
     unseen = rows.unseen
     out: dict = {"patches": {}, "images": {}, "per_generator": {}}
     images = np.asarray(rows.images)
@@ -66,10 +66,14 @@ def _open_set(scores: PatchScores, rows: Rows, known: np.ndarray) -> dict:
         _, unseen_img = _by_image(s[unseen], images[unseen].tolist())
         if len(known_img) and len(unseen_img):
             out["images"][name] = open_set_metrics(known_img, unseen_img)
-    producers = np.asarray(rows.producers)
+    producers, s = np.asarray(rows.producers), scores.open["kde"]
     for name in sorted(set(producers[unseen].tolist())):
-        s = scores.open["kde"]
         out["per_generator"][name] = open_set_metrics(s[known], s[unseen & (producers == name)])
+    out["per_known_class"] = {
+        c: open_set_metrics(s[known & (rows.y == k)], s[unseen])
+        for k, c in enumerate(classes)
+        if (known & (rows.y == k)).any()
+    }
     return out
 
 
@@ -94,7 +98,7 @@ def evaluate(scores: PatchScores, rows: Rows, classes: list[str], closed_scorer:
         )
         report["closed_set"][closed_scorer] = closed_set_metrics(y, scores.closed[known], classes)
     if known.any() and rows.unseen.any():
-        report["open_set"] = _open_set(scores, rows, known)
+        report["open_set"] = _open_set(scores, rows, known, classes)
     return report
 
 
@@ -174,7 +178,8 @@ def to_markdown(report: dict) -> str:
             "|---|---|---|---|---|---|---|",
         ]
         sections = [("patches", open_set["patches"]), ("images", open_set["images"])]
-        sections.append(("per generator, kde", open_set["per_generator"]))
+        sections.append(("kde, unseen", open_set["per_generator"]))
+        sections.append(("kde, known", open_set["per_known_class"]))
         for level, table in sections:
             for name, m in table.items():
                 lines.append(

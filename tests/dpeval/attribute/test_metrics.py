@@ -36,7 +36,13 @@ def test_overlap_coefficient() -> None:
     a = np.linspace(0, 1, 100)
     assert metrics.overlap(a, a) == pytest.approx(1.0)
     assert metrics.overlap(a, a + 5) == 0.0
-    assert metrics.overlap(np.array([0.0, 1.0]), np.array([0.0, 0.0])) == pytest.approx(0.5)
+    # 2 bins split at the pooled median 2.5: known (3/4, 1/4), unseen (1/4, 3/4)
+    assert metrics.overlap(np.arange(4.0), np.arange(2.0, 6.0)) == pytest.approx(0.5)
+    # invariant to a monotone map of the score, unlike equal-width bins
+    rng = np.random.default_rng(0)
+    k, u = rng.normal(1, 1, 400), rng.normal(0, 1, 300)
+    assert metrics.overlap(np.exp(3 * k), np.exp(3 * u)) == pytest.approx(metrics.overlap(k, u))
+    assert 0.4 < metrics.overlap(k, u) < 0.8  # two unit normals 1 apart: 2 Phi(-1/2) = 0.62
 
 
 def test_open_set_rejects_nan_and_empty() -> None:
