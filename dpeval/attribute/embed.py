@@ -22,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from dpgen.errors import InputError
+from dpgen.options import OptionError
 from dptrain.model import DiffusionPrint
 
 GAP, PROJECTOR, LATENT_PREFIX = "gap", "projector", "latent:"
@@ -33,8 +34,6 @@ Embedder = Callable[[torch.Tensor], torch.Tensor]
 
 def check_features(spec: str) -> str:
     """``spec`` if it is ``gap``, ``projector`` or ``latent:GENERATOR``; else OptionError."""
-    from dpgen.options import OptionError
-
     if spec in BACKBONE_FEATURES or (spec.startswith(LATENT_PREFIX) and spec[len(LATENT_PREFIX) :]):
         return spec
     raise OptionError(f"features: {spec!r} is not gap, projector or latent:GENERATOR")

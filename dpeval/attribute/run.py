@@ -85,7 +85,6 @@ class FitConfig(_Common):
     features: str = option(
         "gap",
         help="gap (GAP of the frozen map), projector, or latent:GENERATOR (signal leak)",
-        parse=embed.check_features,
     )
     known: list[str] | None = option(
         None,
@@ -172,7 +171,7 @@ def known_classes(evalset: Evalset, known: list[str] | None, data: str) -> list[
         labels = [lab for lab, held in producers.values() if not held]
     else:
         labels = []
-        for name in known:
+        for name in (n for n in known if n != REAL):  # real is always known
             match = [(lab, held) for src, (lab, held) in producers.items() if name in (src, lab)]
             if not match:
                 raise InputError(

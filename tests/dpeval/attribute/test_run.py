@@ -170,3 +170,30 @@ def test_latent_features_fit_and_score(tmp_path, evalset) -> None:
         == 0
     )
     assert json.loads((again / "report.json").read_text())["open_set"] == fitted["open_set"]
+
+
+def test_lse_head_gmm_scorer_and_projector_reload_identically(
+    tmp_path, evalset, tiny_model
+) -> None:
+    fitted = _fit(
+        tmp_path,
+        evalset,
+        tiny_model,
+        "lse",
+        "--aggregation",
+        "lse",
+        "--closed-scorer",
+        "gmm",
+        "--features",
+        "projector",
+    )
+    assert set(fitted["closed_set"]) == {"prototype", "gmm", "linear_probe"}
+    attributor = Attributor.load(tmp_path / "lse")
+    assert attributor.head.aggregation == "lse"
+    ev = load_evalset(evalset)
+    x = embed.embed(attributor.embedder("cpu"), ev.patches)
+    assert x.shape == (len(ev.patches), 1, 8)  # the projector's embed_dim
+    scores = attributor.score(x, density.patch_keys(ev.patches))
+    with open(tmp_path / "lse" / "patches.csv") as fh:
+        saved = np.array([float(r["score_kde"]) for r in csv.DictReader(fh)])
+    assert np.allclose(scores.open["kde"], saved, rtol=1e-5)  # CSV keeps 6 significant digits
