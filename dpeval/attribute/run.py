@@ -317,8 +317,8 @@ def fit(config: FitConfig) -> dict:
     test = split_by_image(groups, y, config.test_fraction, config.seed, config.data)
     if len(set(groups)) < config.folds:
         raise InputError(f"{config.data}: {len(set(groups))} known images, fewer than --folds")
-    out = _new_folder(config.out)
     embedder, backbone = _embedder(config, _device(config.device))
+    out = _new_folder(config.out)
     x = embed.embed(embedder, evalset.patches, config.batch_size, config.progress)
     keys = density.patch_keys(evalset.patches)
     attributor = _fit_attributor(
@@ -367,8 +367,8 @@ def score(config: ScoreConfig) -> dict:
                 f"in {config.data}"
             )
     rows = select_rows(evalset, attributor.classes, unseen)
-    out = _new_folder(config.out)
     embedder = attributor.embedder(_device(config.device))
+    out = _new_folder(config.out)
     x = embed.embed(embedder, evalset.patches, config.batch_size, config.progress)
     keys = density.patch_keys(evalset.patches)
     result = _evaluate(attributor, x, keys, rows, out, attributor.settings["features"])
