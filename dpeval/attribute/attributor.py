@@ -7,7 +7,8 @@ Folder layout (written by `Attributor.save`, read by `Attributor.load`)::
     A/attributor.json                    classes, feature spec, scorer settings, bandwidth,
                                          calibration statistics
     A/density.safetensors                the known patches' embeddings z, classes, folds and
-                                         pixel digests: the KDE's parameters, from which the
+                                         pixel digests (and the digests of the head's training
+                                         patches): the KDE's parameters, from which the
                                          Mahalanobis, GMM and KDE scorers are refitted on load
                                          (deterministic; the calibration is checked equal)
 
@@ -74,7 +75,8 @@ class Attributor:
         settings: JSON-able: ``classes``, ``features``, ``timesteps``, ``divide_by_sigma``,
             ``seed``, ``patch_size``, ``closed_scorer``, ``gmm_components``, ``bandwidth``.
         fit: ``z`` (M, D), ``y`` (M,), ``folds`` (M,), ``keys`` (M, 20) uint8 digests and
-            ``head_training`` (M,) of the known patches the densities are fitted on.
+            ``head_training`` (M,) of the known patches the densities are fitted on, and
+            ``train_keys`` (L, 20), the digests of every patch the head was trained on.
         backbone: the frozen DiffusionPrint for gap/projector features, None for latent ones.
     """
 
@@ -98,6 +100,7 @@ class Attributor:
         self.kde = OutOfFold(kde_fitter(settings["bandwidth"]), z, y, fit["folds"])
         self.mahalanobis = OutOfFold(mahalanobis_fitter, z, y, fit["folds"])
         self._row = {bytes(k): i for i, k in enumerate(fit["keys"])}
+        self._trained = {bytes(k) for k in fit["train_keys"]}
 
     def embedder(self, device: str | torch.device) -> Embedder:
         """The embedder the head was fitted on (`dpeval.attribute.embed.embed` runs it)."""
@@ -121,7 +124,7 @@ class Attributor:
         rows = np.array([self._row.get(bytes(k), -1) for k in keys], dtype=np.int64)
         in_fit = rows >= 0
         fold = np.where(in_fit, self.fit["folds"][rows], -1)
-        trained = in_fit & self.fit["head_training"].astype(bool)[rows]
+        trained = np.array([bytes(k) in self._trained for k in keys], dtype=bool)
         probabilities = np.exp(logits - logits.max(1, keepdims=True))
         return PatchScores(
             probabilities=probabilities / probabilities.sum(1, keepdims=True),

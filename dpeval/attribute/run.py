@@ -103,6 +103,9 @@ class FitConfig(_Common):
         list(density.BANDWIDTHS), help="KDE bandwidths tried by cross-validation"
     )
     folds: int = option(5, help="cross-validation folds (grouped by image)")
+    density_max_patches: int | None = option(
+        10000, help="known patches the densities are fitted on at most (a random subset)"
+    )
     steps: int = option(2000, help="optimizer steps of the head")
     head_batch_size: int = option(256, help="patches per optimizer step")
     lr: float = option(3e-4, help="AdamW learning rate")
@@ -117,6 +120,10 @@ class FitConfig(_Common):
             raise OptionError(f"test_fraction must lie in (0, 1), got {self.test_fraction}")
         if min(self.prototypes, self.steps, self.head_batch_size, self.gmm_components) < 1:
             raise OptionError("prototypes, steps, head_batch_size, gmm_components must be >= 1")
+        if self.density_max_patches is not None and self.density_max_patches < 2 * self.folds:
+            raise OptionError(
+                f"density_max_patches must be >= 2 x folds, got {self.density_max_patches}"
+            )
         if self.folds < 2 or not self.bandwidths or min(self.bandwidths) <= 0:
             raise OptionError("folds must be >= 2 and bandwidths positive")
 
@@ -266,7 +273,7 @@ def _fit_attributor(
     backbone,
     out: Path,
 ) -> Attributor:
-    """Train the head on the known training rows, then fit the densities on every known row."""
+    """Train the head on the known training rows, then fit the densities on the known rows."""
     head = PrototypeHead(
         x.shape[2], len(classes), config.prototypes, x.shape[1], config.aggregation
     )
@@ -276,18 +283,49 @@ def _fit_attributor(
     head = train_head(head, x[~test], y[~test], training, out)
     with torch.no_grad():
         z = head.gated(torch.from_numpy(x)).numpy()
-    bandwidth = density.select_bandwidth(z, groups, config.bandwidths, config.folds)
-    logger.info("open-set KDE bandwidth %.2f (grid %s)", bandwidth, config.bandwidths)
+    fitted, bandwidth = _density_data(config, z, y, groups, test, keys)
     settings = {k: getattr(config, k) for k in SAVED_SETTINGS}
     settings.update(classes=classes, patch_size=patch_size, bandwidth=bandwidth)
-    fitted = {
-        "z": z,
-        "y": y,
-        "folds": density.fold_ids(groups, config.folds),
-        "keys": np.frombuffer(b"".join(keys), np.uint8).reshape(len(keys), -1),
-        "head_training": (~test).astype(np.uint8),
-    }
     return Attributor(head, settings, fitted, backbone)
+
+
+def _key_array(keys: list[bytes]) -> np.ndarray:
+    """(N, 20) uint8: the digests as an array for safetensors."""
+    return np.frombuffer(b"".join(keys), np.uint8).reshape(len(keys), 20)
+
+
+def _density_data(
+    config: FitConfig,
+    z: np.ndarray,
+    y: np.ndarray,
+    groups: list[str],
+    test: np.ndarray,
+    keys: list[bytes],
+) -> tuple[dict[str, np.ndarray], float]:
+    """The known patches the densities are fitted on, their folds, and the KDE bandwidth.
+
+    At most ``density_max_patches`` of them, drawn with the seed: a KDE scores every query
+    against every fitted patch. Patches left out are scored by the full KDE, out of sample.
+    """
+    rows = np.arange(len(z))
+    if config.density_max_patches is not None and len(z) > config.density_max_patches:
+        rng = np.random.default_rng(config.seed)
+        rows = np.sort(rng.choice(len(z), config.density_max_patches, replace=False))
+        logger.info("densities fitted on %d of %d known patches", len(rows), len(z))
+    groups = [groups[i] for i in rows]
+    if len(set(groups)) < config.folds:
+        raise InputError(f"{config.data}: {len(set(groups))} known images, fewer than --folds")
+    bandwidth = density.select_bandwidth(z[rows], groups, config.bandwidths, config.folds)
+    logger.info("open-set KDE bandwidth %.2f (grid %s)", bandwidth, config.bandwidths)
+    fitted = {
+        "z": z[rows],
+        "y": y[rows],
+        "folds": density.fold_ids(groups, config.folds),
+        "keys": _key_array([keys[i] for i in rows]),
+        "head_training": (~test[rows]).astype(np.uint8),
+        "train_keys": _key_array([k for k, t in zip(keys, test, strict=True) if not t]),
+    }
+    return fitted, bandwidth
 
 
 def _evaluate(attributor: Attributor, x, keys, rows: report.Rows, out: Path, title: str) -> tuple:

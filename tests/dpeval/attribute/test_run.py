@@ -197,3 +197,20 @@ def test_lse_head_gmm_scorer_and_projector_reload_identically(
     with open(tmp_path / "lse" / "patches.csv") as fh:
         saved = np.array([float(r["score_kde"]) for r in csv.DictReader(fh)])
     assert np.allclose(scores.open["kde"], saved, rtol=1e-5)  # CSV keeps 6 significant digits
+
+
+def test_densities_fit_on_a_subset_score_the_rest_out_of_sample(
+    tmp_path, evalset, tiny_model
+) -> None:
+    fitted = _fit(tmp_path, evalset, tiny_model, "sub", "--density-max-patches", "40")
+    attributor = Attributor.load(tmp_path / "sub")
+    assert len(attributor.fit["z"]) == 40  # of 72 known patches
+    ev = load_evalset(evalset)
+    x = embed.embed(attributor.embedder("cpu"), ev.patches)
+    scores = attributor.score(x, density.patch_keys(ev.patches))
+    known = np.array(
+        [k != "latent-reconstructed" and not h for k, h in zip(ev.kinds, ev.held_out, strict=True)]
+    )
+    assert scores.in_fit.sum() == 40 and (scores.in_fit <= known).all()
+    assert np.isfinite(scores.open["kde"]).all()
+    assert fitted["counts"]["known_evaluated"] == 24  # the closed-set split is unchanged
