@@ -274,9 +274,11 @@ def _fit_attributor(
     out: Path,
 ) -> Attributor:
     """Train the head on the known training rows, then fit the densities on the known rows."""
-    head = PrototypeHead(
-        x.shape[2], len(classes), config.prototypes, x.shape[1], config.aggregation
-    )
+    with torch.random.fork_rng(devices=[]):  # a seeded initialisation; the caller's RNG untouched
+        torch.manual_seed(config.seed)
+        head = PrototypeHead(
+            x.shape[2], len(classes), config.prototypes, x.shape[1], config.aggregation
+        )
     training = HeadTraining(
         config.steps, config.head_batch_size, config.lr, config.weight_decay, seed=config.seed
     )

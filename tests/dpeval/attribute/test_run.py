@@ -214,3 +214,11 @@ def test_densities_fit_on_a_subset_score_the_rest_out_of_sample(
     assert scores.in_fit.sum() == 40 and (scores.in_fit <= known).all()
     assert np.isfinite(scores.open["kde"]).all()
     assert fitted["counts"]["known_evaluated"] == 24  # the closed-set split is unchanged
+
+
+def test_fit_is_reproducible(tmp_path, evalset, tiny_model) -> None:
+    first = _fit(tmp_path, evalset, tiny_model, "one")
+    second = _fit(tmp_path, evalset, tiny_model, "two")
+    for report in (first, second):
+        report.pop("attributor")
+    assert first == second
