@@ -216,6 +216,7 @@ def test_densities_fit_on_a_subset_score_the_rest_out_of_sample(
     assert fitted["counts"]["known_evaluated"] == 24  # the closed-set split is unchanged
 
 
+@pytest.mark.slow  # two fits
 def test_fit_is_reproducible(tmp_path, evalset, tiny_model) -> None:
     first = _fit(tmp_path, evalset, tiny_model, "one")
     second = _fit(tmp_path, evalset, tiny_model, "two")
