@@ -63,6 +63,28 @@ def run_tgif(config) -> int:
     return 0
 
 
+def run_attribute_fit(config) -> int:
+    """``dpeval attribute fit``: train the prototype head and fit the densities; report."""
+    import json
+
+    from dpeval.attribute import report, run
+
+    result = run.fit(config)
+    print(json.dumps(result, indent=1) if config.json else report.to_markdown(result))
+    return 0
+
+
+def run_attribute_score(config) -> int:
+    """``dpeval attribute score``: per-patch and per-image scores of a saved attributor."""
+    import json
+
+    from dpeval.attribute import report, run
+
+    result = run.score(config)
+    print(json.dumps(result, indent=1) if config.json else report.to_markdown(result))
+    return 0
+
+
 COMMANDS = {
     "probe": Command(
         config="dpeval.probe:ProbeConfig",
@@ -88,10 +110,31 @@ COMMANDS = {
         "FR semantic training split, pick the checkpoint on validation, and report F1 at 0.5 "
         "per generator x mask type on the test split. See docs/tgif.md.",
     ),
+    "attribute fit": Command(
+        config="dpeval.attribute.run:FitConfig",
+        run="dpeval.cli:run_attribute_fit",
+        help="fit a prototype attributor (known generators + real) and its open-set densities",
+        description="Embed a dpgen evalset (GAP or projector of a frozen DiffusionPrint, or a "
+        "generator's latent signal-leak features), train a gated prototype head on the known "
+        "classes, fit closed-set density scorers and the open-set KDE, and report closed-set "
+        "metrics beside a linear probe and open-set metrics on held-out generators. "
+        "See docs/attribute.md.",
+    ),
+    "attribute score": Command(
+        config="dpeval.attribute.run:ScoreConfig",
+        run="dpeval.cli:run_attribute_score",
+        help="score patches with a fitted attributor: class probabilities and open-set scores",
+        description="Per patch and per image class probabilities and open-set scores of a dpgen "
+        "evalset under an attributor saved by 'attribute fit'; closed-set metrics on known "
+        "classes and open-set metrics for --unseen generators. See docs/attribute.md.",
+    ),
 }
 
 TOOL = Tool(
-    "dpeval", "Evaluate DiffusionPrint extractors: probes, spectra, localization.", COMMANDS
+    "dpeval",
+    "Evaluate DiffusionPrint extractors: probes, spectra, localization, attribution.",
+    COMMANDS,
+    groups={"attribute": "which generator made a patch, and is it one never seen (Proto-LeakNet)"},
 )
 
 
