@@ -298,6 +298,57 @@ def choose_instance(annotations: list[dict], rng: np.random.Generator, where: st
     return candidates[int(rng.integers(len(candidates)))]
 
 
+#: PIL's transpose for each EXIF orientation (as `PIL.ImageOps.exif_transpose` applies it).
+EXIF_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def annotation_mask(
+    annotation: dict, shown_size: tuple[int, int], orientation: int, where: str, kind: str = "segm"
+) -> np.ndarray:
+    """A COCO object's mask on the image as decoded (EXIF orientation applied).
+
+    COCO coordinates refer to the image whose ``width`` x ``height`` the file's image entry
+    states. That is the decoded image (orientation 1, or annotations made on the displayed
+    photo), or the stored pixels of an EXIF-rotated photo, whose mask is then turned exactly as
+    the pixels were; when both frames have the stated size (a flip, a half turn, a square
+    image), the stored pixels are taken, which is what a COCO file describes.
+
+    Args:
+        annotation: a COCO annotation with the ``width`` / ``height`` of its image entry
+            (`dpgen.sources.load_coco_instances`).
+        shown_size: (W, H) of the decoded image.
+        orientation: the file's EXIF orientation (1-8; 1 = none).
+        where: the file, for messages.
+        kind: ``segm`` or ``bbox`` (`semantic_mask`).
+
+    Raises:
+        MaskError: the annotations are for an image of another size (a resized copy, another
+            file): the build skips the image and says why in ``report.json``.
+    """
+    w, h = shown_size
+    stored = (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+    stated = (annotation.get("width"), annotation.get("height"))
+    if None in stated:
+        return semantic_mask(w, h, annotation, kind)
+    if orientation in EXIF_TRANSPOSE and stated == stored:
+        mask = semantic_mask(*stored, annotation, kind)
+        return np.asarray(to_image(mask).transpose(EXIF_TRANSPOSE[orientation])) > 0
+    if stated == (w, h):
+        return semantic_mask(w, h, annotation, kind)
+    raise MaskError(
+        f"{where}: annotations are for a {stated[0]}x{stated[1]} image, the file is "
+        f"{stored[0]}x{stored[1]} (shown {w}x{h}); not the annotated image"
+    )
+
+
 def semantic_mask(width: int, height: int, annotation: dict, kind: str = "segm") -> np.ndarray:
     """Mask of one COCO object (TGIF's ``segm`` and ``bbox`` masks).
 

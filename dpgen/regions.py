@@ -19,15 +19,21 @@ import numpy as np
 from dpgen.errors import InputError
 from dpgen.masks import (
     MaskPolicy,
+    annotation_mask,
     check_mask,
     random_mask,
-    semantic_mask,
     training_mask,
     transform_mask,
 )
 from dpgen.schema import SOURCE_REAL
 from dpgen.semantic import choose
-from dpgen.sources import Prepared, SourceRef, load_coco_captions, load_coco_instances
+from dpgen.sources import (
+    Prepared,
+    SourceRef,
+    exif_orientation,
+    load_coco_captions,
+    load_coco_instances,
+)
 
 
 @dataclass(frozen=True)
@@ -151,7 +157,8 @@ class RegionChooser:
             choice = choose(
                 self.rule, self.instances.get(stem, []), self.captions.get(stem, []), rng, here
             )
-            full = semantic_mask(*prepared.original_size, choice.annotation, kind="segm")
+            orientation = exif_orientation(ref) if ref is not None else 1
+            full = annotation_mask(choice.annotation, prepared.original_size, orientation, where)
             mask = transform_mask(full, prepared.scale, prepared.crop)
             ann_id = int(choice.annotation.get("id", -1))
             region = Region(

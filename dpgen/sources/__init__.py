@@ -11,7 +11,7 @@ that mixes generators, e.g. Dragon), `decoding` (`load_image`), `preparing` (`pr
 """
 
 from dpgen.sources.coco import load_coco_captions, load_coco_instances
-from dpgen.sources.decoding import load_image
+from dpgen.sources.decoding import exif_orientation, load_image
 from dpgen.sources.generated import GeneratedListing, GeneratedSource, list_generated
 from dpgen.sources.listing import list_images
 from dpgen.sources.preparing import Prepared, prepare, resized_size
@@ -33,6 +33,7 @@ __all__ = [
     "GeneratedListing",
     "GeneratedSource",
     "bundled_photos_dir",
+    "exif_orientation",
     "list_generated",
     "list_images",
     "load_coco_captions",

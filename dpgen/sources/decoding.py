@@ -90,3 +90,18 @@ def load_image(ref: SourceRef) -> tuple[Image.Image, tuple[int, int]]:
     if cell.get("bytes") is not None:
         return decode(io.BytesIO(cell["bytes"]), ref.path)
     return decode(cell["path"], ref.path)
+
+
+def exif_orientation(ref: SourceRef) -> int:
+    """The EXIF orientation of a source file (1-8; 1 when it has none), from its header only.
+
+    Dataset rows (``hf://``) are read as decoded: 1.
+    """
+    if ref.path.startswith(HF_PREFIX):
+        return 1
+    try:
+        with Image.open(ref.path) as opened:
+            value = opened.getexif().get(0x0112, 1)
+    except (OSError, SyntaxError, ValueError) as err:
+        raise SourceError(f"{ref.path}: cannot read the image header ({err})") from err
+    return int(value) if value in range(1, 9) else 1
