@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -124,3 +125,49 @@ def test_resume_after_a_failure_gives_the_uninterrupted_set(tmp_path, monkeypatc
     assert a.equals(b)
     with pytest.raises(EvalsetError, match="other settings"):
         build_evalset(dataclasses.replace(resumed, seed=1))
+
+
+def test_dragon_samples_go_to_their_own_producer(tmp_path, dragon) -> None:
+    real = _folder(tmp_path / "real", 1, 0)
+    location = f"{dragon}/ExtraSmall:train"
+    config = EvalsetConfig(
+        out=str(tmp_path / "eval"),
+        generated={"tiny-sdxl": location, "black-forest-labs/FLUX.1-schnell": location},
+        generated_field="model.txt",
+        pristine=real,
+        num_images=2,
+        patch_size=32,
+        image_size=64,
+    )
+    counts = build_evalset(config)
+    assert set(counts) == {
+        "pristine/real",
+        "generated/tiny-sdxl",
+        "generated/black-forest-labs/FLUX.1-schnell",
+    }
+    ds = load_from_disk(config.out)[EVAL]
+    ids = {s: {i for i, src in zip(ds["image_id"], ds["source"], strict=True) if src == s} for s in set(ds["source"])}  # fmt: skip
+    assert (
+        len(ids["tiny-sdxl"]) == 2
+        and not ids["tiny-sdxl"] & ids["black-forest-labs/FLUX.1-schnell"]
+    )
+
+
+def test_a_bad_image_is_skipped_and_reported_not_fatal(tmp_path) -> None:
+    real = _folder(tmp_path / "real", 2, 0)
+    (tmp_path / "real" / "broken.png").write_bytes(b"\x89PNG not really")
+    config = EvalsetConfig(
+        out=str(tmp_path / "eval"),
+        generated={"mj": real},
+        pristine=real,
+        patch_size=16,
+        image_size=64,
+    )
+    counts = build_evalset(config)
+    assert counts["pristine/real"] > 0 and counts["generated/mj"] > 0
+    info = json.loads((tmp_path / "eval" / "evalset.json").read_text())
+    assert sorted(s["key"] for s in info["skipped"]) == [
+        "generated/mj/generated/mj/broken",
+        "pristine/real/real/broken",
+    ]
+    assert all("broken.png: cannot decode image" in s["reason"] for s in info["skipped"])
