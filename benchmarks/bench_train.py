@@ -164,7 +164,8 @@ def main() -> None:
     parser.add_argument("train_args", nargs=argparse.REMAINDER, help="dptrain flags after --")
     args = parser.parse_args()
     train_args = [a for a in args.train_args if a != "--"]
-    tmp = Path(tempfile.mkdtemp(prefix="bench_train_"))
+    workdir = tempfile.TemporaryDirectory(prefix="bench_train_")  # removed at exit
+    tmp = Path(workdir.name)
     if args.synthetic:
         train_args += ["--data", str(synthetic_build(tmp / "build", args.synthetic, args.patch))]
     if "--output-dir" not in train_args:
