@@ -13,15 +13,17 @@ them as one `DatasetDict`, however many shards or processes wrote them.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from datasets import DatasetInfo, Features
+from datasets import ClassLabel, DatasetInfo, Features
 
 from dpgen.schema import SPLITS
 
@@ -38,38 +40,152 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+@functools.lru_cache(maxsize=64)
+def _offsets(count: int, dim: int) -> pa.Buffer:
+    """List offsets ``0, dim, .., count * dim`` (int32); parts of a build repeat a few counts."""
+    return pa.py_buffer(np.arange(0, (count + 1) * dim, dim, dtype=np.int32))
+
+
 def _uint8_nested(array: np.ndarray, arrow_type: pa.DataType) -> pa.Array:
     """A C-contiguous uint8 (N, *shape) array as Array3D storage, without copying the pixels."""
     array = np.ascontiguousarray(array)
     values = pa.Array.from_buffers(pa.uint8(), array.size, [None, pa.py_buffer(array)])
     for dim in reversed(array.shape[1:]):
         count = len(values) // dim
-        offsets = pa.py_buffer(np.arange(0, (count + 1) * dim, dim, dtype=np.int32))
         values = pa.Array.from_buffers(
-            pa.list_(values.type), count, [None, offsets], children=[values]
+            pa.list_(values.type), count, [None, _offsets(count, dim)], children=[values]
         )
     return pa.ExtensionArray.from_storage(arrow_type, values)
+
+
+# Fast paths: each returns the column's Arrow array, or None when ``value`` is not its kind
+# (then `TableEncoder` falls back to ``features.encode_column``).
+
+
+def _patches(value: Any, arrow_type: pa.DataType, shape: tuple[int, ...]) -> pa.Array | None:
+    if isinstance(value, np.ndarray) and value.dtype == np.uint8 and value.shape[1:] == shape:
+        return _uint8_nested(value, arrow_type)
+    return None
+
+
+def _fixed_lists(value: Any, arrow_type: pa.DataType) -> pa.Array | None:
+    if isinstance(value, np.ndarray) and value.ndim == 2:
+        flat = pa.array(np.ascontiguousarray(value).reshape(-1), arrow_type.value_type)
+        return pa.FixedSizeListArray.from_arrays(flat, value.shape[1])
+    return None
+
+
+def _class_labels(value: Any, arrow_type: pa.DataType, num_classes: int) -> pa.Array | None:
+    """ClassLabel indices, checked as `ClassLabel.encode_example` checks them (-1: no label)."""
+    if not (isinstance(value, np.ndarray) and value.ndim == 1 and value.dtype.kind in "iu"):
+        return None
+    bad = value[(value < -1) | (value >= num_classes)]
+    if len(bad):
+        raise ValueError(
+            f"Class label {int(bad[0]):d} greater than configured num_classes {num_classes}"
+        )
+    return pa.array(value, arrow_type)
+
+
+def _numbers(value: Any, arrow_type: pa.DataType, kinds: str) -> pa.Array | None:
+    """A 1-D numpy array of dtype kind in ``kinds``, range-checked by pyarrow."""
+    if isinstance(value, np.ndarray) and value.ndim == 1 and value.dtype.kind in kinds:
+        return pa.array(value, arrow_type)
+    return None
+
+
+def _strings(value: Any, arrow_type: pa.DataType) -> pa.Array | None:
+    if not isinstance(value, list):
+        return None
+    try:
+        return pa.array(value, arrow_type)
+    except pa.ArrowTypeError:  # not all str / None: encode_column str()s them
+        return None
+
+
+def _fast_path(feature: Any, arrow_type: pa.DataType) -> Callable[[Any], pa.Array | None] | None:
+    """The fast path of one column, bound to its Arrow type; None for encode_column only."""
+    if isinstance(arrow_type, pa.ExtensionType) and getattr(feature, "dtype", None) == "uint8":
+        return functools.partial(_patches, arrow_type=arrow_type, shape=tuple(feature.shape))
+    if pa.types.is_fixed_size_list(arrow_type):
+        return functools.partial(_fixed_lists, arrow_type=arrow_type)
+    if isinstance(feature, ClassLabel):
+        return functools.partial(_class_labels, arrow_type=arrow_type, num_classes=feature.num_classes)  # fmt: skip
+    if pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type):
+        # floats into an integer column keep encode_column's int() (truncation)
+        kinds = "iu" if pa.types.is_integer(arrow_type) else "iuf"
+        return functools.partial(_numbers, arrow_type=arrow_type, kinds=kinds)
+    if pa.types.is_string(arrow_type):
+        return functools.partial(_strings, arrow_type=arrow_type)
+    return None
+
+
+class TableEncoder:
+    """Turns columns into Arrow tables of one `datasets.Features`, its schema built once.
+
+    Fast paths, each writing the same Arrow data as ``features.encode_column``:
+
+    - uint8 ``Array3D`` (any ``ArrayXD``) given as an ``(N, *shape)`` uint8 array: zero-copy;
+    - fixed-length ``Sequence`` given as an ``(N, L)`` array: one flat Arrow array;
+    - ``ClassLabel`` and numeric ``Value`` given as a 1-D array: straight from numpy (labels
+      range-checked like ``ClassLabel.encode_example``);
+    - ``Value("string")`` given as a list of ``str`` / ``None``: one ``pa.array`` call.
+
+    Anything else (e.g. the ``images`` split's ``Image`` and list columns) goes through
+    ``features.encode_column``, one element at a time.
+    """
+
+    def __init__(self, features: Features) -> None:
+        self.features = features
+        self.schema = features.arrow_schema  # ~0.5 ms: once per Features, not per table
+        self._columns = []
+        for name, feature in features.items():
+            arrow_type = self.schema.field(name).type  # re-created on every access: keep it
+            self._columns.append((name, arrow_type, _fast_path(feature, arrow_type)))
+
+    def arrays(self, columns: dict[str, Any]) -> list[pa.Array]:
+        """One Arrow array per feature, in schema order."""
+        arrays = []
+        for name, arrow_type, fast in self._columns:
+            value = columns[name]
+            array = fast(value) if fast else None
+            if array is None:
+                array = pa.array(self.features.encode_column(list(value), name), arrow_type)
+            arrays.append(array)
+        return arrays
+
+    def table(self, columns: dict[str, Any]) -> pa.Table:
+        """An Arrow table (one record batch) of ``columns``, a dict of lists or numpy arrays."""
+        return pa.Table.from_arrays(self.arrays(columns), schema=self.schema)
+
+
+# Encoders of the last few Features objects used, by identity (Features are unhashable dicts):
+# a build passes the same objects for every shard, so the schema is built once per build.
+_ENCODERS: dict[int, TableEncoder] = {}
+_MAX_ENCODERS = 8
+
+
+def table_encoder(features: Features) -> TableEncoder:
+    """The `TableEncoder` of ``features``, built on first use (``features`` must not change)."""
+    encoder = _ENCODERS.get(id(features))
+    if encoder is None:
+        encoder = _ENCODERS[id(features)] = TableEncoder(features)
+        while len(_ENCODERS) > _MAX_ENCODERS:  # the entry holds ``features``: ids stay unique
+            del _ENCODERS[next(iter(_ENCODERS))]
+    return encoder
 
 
 def to_table(columns: dict[str, Any], features: Features) -> pa.Table:
     """Build an Arrow table of ``features`` from columns of lists or numpy arrays.
 
-    uint8 Array3D columns given as numpy go in zero-copy; fixed-length sequences may be given
-    as (N, L) arrays; everything else goes through ``features.encode_batch``.
+    See `TableEncoder` for which columns take a fast path. For the columns dpgen writes, the
+    Arrow bytes are those of encoding every column with ``features.encode_column`` (checked
+    against that writer in tests/dpgen/test_shards.py).
+
+    Raises:
+        ValueError: on a ``ClassLabel`` index outside ``[-1, num_classes)``.
     """
-    schema = features.arrow_schema
-    arrays = []
-    for name in features:
-        value, arrow_type = columns[name], schema.field(name).type
-        if isinstance(value, np.ndarray) and isinstance(arrow_type, pa.ExtensionType):
-            arrays.append(_uint8_nested(value, arrow_type))
-        elif isinstance(value, np.ndarray) and value.ndim == 2:
-            flat = pa.array(np.ascontiguousarray(value).reshape(-1), arrow_type.value_type)
-            arrays.append(pa.FixedSizeListArray.from_arrays(flat, value.shape[1]))
-        else:
-            encoded = features.encode_column(list(value), name)
-            arrays.append(pa.array(encoded, type=arrow_type))
-    return pa.Table.from_arrays(arrays, schema=schema)
+    return table_encoder(features).table(columns)
 
 
 def rows_table(parts: list[Any], features: Features) -> pa.Table:
@@ -77,8 +193,17 @@ def rows_table(parts: list[Any], features: Features) -> pa.Table:
 
     Each part becomes its own record batch: pixels are never concatenated in memory.
     """
-    tables = [to_table(vars(p), features) for p in parts if len(p)]
-    return pa.concat_tables(tables) if tables else features.arrow_schema.empty_table()
+    encoder = table_encoder(features)
+    names = list(features)
+    # Batches named, not typed, by the schema: checking each against the schema would rebuild
+    # its extension types (datasets' Array3D: a JSON round trip per check).
+    batches = [pa.RecordBatch.from_arrays(encoder.arrays(vars(p)), names) for p in parts if len(p)]
+    if not batches:
+        return encoder.schema.empty_table()
+    table = pa.Table.from_batches(batches)
+    if not table.schema.equals(encoder.schema):  # a fast path must produce the schema's types
+        raise TypeError(f"columns of type {table.schema} do not match {encoder.schema}")
+    return table.replace_schema_metadata(encoder.schema.metadata)
 
 
 def write_table(table: pa.Table, path: Path) -> None:

@@ -74,7 +74,11 @@ class TrainConfig(Options):
         None, help="override accelerate's mixed precision", choices=MIXED_PRECISION
     )
     seed: int = option(0, help="seed of initialisation, sampling and augmentation")
-    num_workers: int = option(4, help="data-loader worker processes")
+    num_workers: int = option(
+        0,
+        help="data-loader worker processes (0: batches built in the training process, fastest "
+        "with flips only; raise it for --augment jpeg/hp on a many-core machine, docs/dptrain.md)",
+    )
     # Checkpoints, logging, publishing.
     checkpointing_steps: int = option(1000, help="save_state every N steps (0: never)")
     checkpoints_total_limit: int = option(0, help="keep at most this many checkpoints (0: all)")
@@ -115,7 +119,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "pool_per_step": 16,
         "batch_size": 8,
         "epochs": 2,
-        "num_workers": 0,
         "checkpointing_steps": 10,
         "checkpoints_total_limit": 2,
         "log_every": 1,
