@@ -37,6 +37,14 @@ def run_info(config) -> int:
     return 0
 
 
+def run_show(config) -> int:
+    """``dpgen show``: the contact sheet PNG."""
+    from dpgen.show import show
+
+    print(show(config))
+    return 0
+
+
 def run_publish(config) -> int:
     """``dpgen publish``: card, then upload."""
     from dpgen.card import publish
@@ -83,6 +91,15 @@ COMMANDS = {
         config="dpgen.info:InfoConfig",
         run="dpgen.cli:run_info",
         help="counts per split x category x generator, checked against the pairing formulas",
+    ),
+    "show": Command(
+        config="dpgen.show:ShowConfig",
+        run="dpgen.cli:run_show",
+        help="draw a contact sheet of a build's positive groups and hard negatives (PNG)",
+        description="One row per positive group (a real image's source patch and its K "
+        "regenerations outside the mask, or a generated image's patch and its inpainting), "
+        "each patch labelled by view, generator and category, then a strip of hard negatives: "
+        "what the model will learn from.",
     ),
     "publish": Command(
         config="dpgen.card:PublishConfig",

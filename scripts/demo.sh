@@ -24,10 +24,12 @@ for p in sorted(bundled_photos_dir().iterdir()):
 "
 
 # 1. dpgen: inpaint 4 real photos with each tiny generator, plus 4 generated images per
-#    generator (made by its text-to-image pipeline), cut the paired patches, check the counts.
+#    generator (made by its text-to-image pipeline), cut the paired patches, check the counts,
+#    draw a contact sheet of them.
 dpgen build --generators tiny-sd21,tiny-sdxl,tiny-flux --real "$OUT/photos-train" \
     --num-images 4 --out "$OUT/build"
 dpgen info "$OUT/build"
+dpgen show "$OUT/build" --out "$OUT/build-sheet.png"
 
 # 2. dptrain: a short MoCo-style pretraining run; weights + config.json + model card.
 accelerate launch --num_processes 1 -m dptrain --preset tiny --data "$OUT/build" \

@@ -50,3 +50,11 @@ def reference_build(tmp_path_factory, small_manifests) -> Path:
     out = tmp_path_factory.mktemp("ref") / "build"
     build(_small_config(out, small_manifests))
     return out
+
+
+@pytest.fixture(scope="session")
+def roundtrip_build(tmp_path_factory, small_manifests) -> Path:
+    """A `dpgen roundtrip` build of one photograph: authentic groups only, no negatives."""
+    out = tmp_path_factory.mktemp("roundtrip") / "build"
+    build(_small_config(out, small_manifests, mode="roundtrip", num_images=1))
+    return out
