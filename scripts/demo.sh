@@ -3,8 +3,13 @@
 # diffusers pipelines, the bundled photographs, CPU, no download. Outputs go to demo-out/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
-. .venv/bin/activate
+# DEMO_VENV=PATH runs in an environment that already has the toolkit (no setup.sh, no install).
+if [ -n "${DEMO_VENV:-}" ]; then
+    . "$DEMO_VENV/bin/activate"
+else
+    bash scripts/setup.sh
+    . .venv/bin/activate
+fi
 OUT=${DEMO_OUT:-demo-out}
 rm -rf "$OUT"
 set -x
@@ -32,7 +37,8 @@ dpgen info "$OUT/build"
 dpgen show "$OUT/build" --out "$OUT/build-sheet.png"
 
 # 2. dptrain: a short MoCo-style pretraining run; weights + config.json + model card.
-accelerate launch --num_processes 1 -m dptrain --preset tiny --data "$OUT/build" \
+accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
+    -m dptrain --preset tiny --data "$OUT/build" \
     --output-dir "$OUT/model" --max-steps 20
 python -c "
 from dptrain.model import DiffusionPrint
