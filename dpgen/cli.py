@@ -49,7 +49,7 @@ def run_publish(config) -> int:
     """``dpgen publish``: card, then upload."""
     from dpgen.card import publish
 
-    result = publish(config.dir, config.repo_id, private=config.private, license=config.license)
+    result = publish(config)
     print(result["url"])
     return 0
 
