@@ -1,6 +1,7 @@
 """``dpgen show``: a contact sheet of what a build teaches the model.
 
-One PNG, drawn with a matplotlib `Figure` (no pyplot, so no GUI backend and no global state):
+One image (PNG unless ``--out`` names another format matplotlib writes, such as ``.pdf`` or
+``.svg``), drawn with a matplotlib `Figure` (no pyplot, so no GUI backend and no global state):
 
 - one row per positive group (paper Sec. 3.1): for a real image's outside-mask position, the
   source patch and its K regenerations (``authentic``, mutual positives: the same pixels passed
@@ -44,17 +45,24 @@ class ShowConfig(Options):
     """``dpgen show``: a contact sheet of a build's positive groups and hard negatives."""
 
     dir: Path = option(help="a finished dpgen build folder", positional=True)
-    out: Path = option(help="the PNG to write")
+    out: Path = option(help="the image to write: .png (also without a suffix), .pdf, .svg, ...")
     groups: int = option(6, help="positive groups on the sheet, one row each")
     negatives: int = option(8, help="hard negatives in the strip below (0: none)")
     seed: int = option(0, help="seed of the choice of groups and negatives")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.out.suffix.lower() != ".png":
-            raise OptionError(f"out: {self.out} must end in .png")
+        if self.image_format() not in Figure().canvas.get_supported_filetypes():
+            known = ", ".join(sorted(Figure().canvas.get_supported_filetypes()))
+            raise OptionError(
+                f"out: {self.out}: matplotlib writes no .{self.image_format()} ({known})"
+            )
         if self.groups < 1 or self.negatives < 0:
             raise OptionError(f"groups must be >= 1 and negatives >= 0, got {self.groups}, {self.negatives}")  # fmt: skip
+
+    def image_format(self) -> str:
+        """The format ``out`` names by its suffix; png without one."""
+        return self.out.suffix.lower().lstrip(".") or "png"
 
 
 @dataclass
@@ -178,6 +186,6 @@ def show(config: ShowConfig) -> Path:
     title = f"{config.dir}: rows of mutual positives (view, generator label, category)"
     fig = draw_sheet(groups, negatives, title)
     config.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(config.out, dpi=DPI, bbox_inches="tight")
+    fig.savefig(config.out, format=config.image_format(), dpi=DPI, bbox_inches="tight")
     logger.info("wrote %d groups and %d negatives to %s", len(groups), len(negatives), config.out)
     return config.out

@@ -62,12 +62,12 @@ def test_cli_writes_the_sheet(reference_build, tmp_path, capsys):
 def test_roundtrip_build_has_no_negative_strip(roundtrip_build, tmp_path):
     dd = load_build(roundtrip_build)
     assert hard_negatives(dd, 8, seed=0) == []
-    out = tmp_path / "rt.png"
+    out = tmp_path / "rt.pdf"  # the suffix picks the format
     assert dpgen_main(["show", str(roundtrip_build), "--out", str(out)]) == 0
-    assert out.stat().st_size > 0
+    assert out.read_bytes().startswith(b"%PDF")
 
 
 def test_bad_settings_name_the_option(reference_build, tmp_path):
-    with pytest.raises(OptionError, match="out: .*png"):
-        ShowConfig(dir=reference_build, out=tmp_path / "sheet.jpg")
+    with pytest.raises(OptionError, match=r"out: .*sheet\.docx: matplotlib writes no \.docx"):
+        ShowConfig(dir=reference_build, out=tmp_path / "sheet.docx")
     assert dpgen_main(["show", str(tmp_path / "nothing"), "--out", str(tmp_path / "s.png")]) == 2
