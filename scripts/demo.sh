@@ -68,6 +68,11 @@ dpeval spectra --data "$OUT/build" --out "$OUT/spectra"
 # 4. dpeval tgif: a TGIF-shaped fixture (TGIF's folder and file names; fakes inpainted by the
 #    tiny pipelines), Lite Baseline (MiT-B2, random init: no download) fine-tuned with the
 #    trained extractor frozen, F1@0.5 per generator x mask type in both conventions.
-python -c "from dpeval.tgif.fixture import make_tgif_fixture; make_tgif_fixture('$OUT/tgif-fixture')"
+python -c "
+from dpeval.tgif.fixture import make_tgif_fixture
+from dpgen.logs import setup_logging
+setup_logging()  # the CLIs' logging: progress on stderr, needless library notices dropped
+make_tgif_fixture('$OUT/tgif-fixture')
+"
 dpeval tgif --extractor "$OUT/model" --data "$OUT/tgif-fixture" --rgb-encoder-init random \
     --crop-size 64 --max-steps 20 --output-dir "$OUT/tgif"
