@@ -16,10 +16,8 @@ Specs understood by `load_extractor`:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -141,10 +139,7 @@ def load_extractor(spec: str, device: str | torch.device = "cpu") -> Extractor:
         raise InputError(f"{spec}: no such model folder")
     else:
         try:
-            # huggingface_hub prints "Loading weights from local directory" on stdout, which
-            # would corrupt a machine-readable report (dpeval probe --json): send it to stderr.
-            with contextlib.redirect_stdout(sys.stderr):
-                model = DiffusionPrint.from_pretrained(spec)
+            model = DiffusionPrint.from_pretrained(spec)  # its stdout line goes to the log
         except Exception as err:  # missing folder, offline Hub, wrong files: one clear message
             raise InputError(f"{spec}: cannot load a DiffusionPrint model: {err}") from None
     logger.info("extractor %s: C=%d on %s", spec, model.out_channels, device)

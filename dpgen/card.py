@@ -1,4 +1,16 @@
-"""The dataset card of a build, and `dpgen publish`: push the build and its card to the Hub."""
+"""The dataset card of a build, and `dpgen publish`: push the build and its card to the Hub.
+
+The card's YAML lists one ``configs`` entry per split that holds rows, so every config it names
+loads with ``datasets.load_dataset(REPO, NAME)`` (an empty split, such as a ``dpgen roundtrip``
+build's ``negatives``, would raise ``Instruction "train" corresponds to no data!``). The upload
+is `PUBLISHED`: the card, the ``save_to_disk`` layout (so ``load_from_disk`` works after
+``snapshot_download``), provenance and report; never the ledger.
+
+Uploads go through huggingface_hub. ``HfApi.upload_folder`` (one commit, or with huggingface_hub
+>= 1.20 and ``hf_xet`` a streamed, resumable series of commits) is the default. Above
+``--large-upload-gb`` the resumable ``HfApi.upload_large_folder`` is used where the installed
+huggingface_hub has it (0.25 to 1.x; 2.x removed it, its ``upload_folder`` resumes by itself).
+"""
 
 from __future__ import annotations
 
@@ -11,8 +23,8 @@ from typing import Any
 from huggingface_hub import HfApi
 
 from dpgen.info import build_counts
-from dpgen.options import Options, option
-from dpgen.schema import SPLITS
+from dpgen.options import OptionError, Options, option
+from dpgen.schema import IMAGES, NEGATIVES, PAIRS, SPLITS
 
 logger = logging.getLogger(__name__)
 
@@ -41,19 +53,65 @@ class PublishConfig(Options):
     repo_id: str = option(help="the dataset repo, ORG/NAME")
     private: bool = option(False, help="create the repo private")
     license: str = option("other", help="licence identifier for the card")
+    revision: str | None = option(
+        None, help="branch to commit to, created from main if missing (default: main)"
+    )
+    create_pr: bool = option(
+        False, help="open a pull request against main instead of committing to it"
+    )
+    large_upload_gb: float = option(
+        5.0,
+        help="above this many GB of published files, upload with huggingface_hub's resumable "
+        "upload_large_folder where the installed version has it (no commit message, no PR)",
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.create_pr and self.revision:
+            # huggingface_hub opens pull requests against the default branch only
+            raise OptionError("create_pr: a pull request targets main; drop --revision")
+        if self.large_upload_gb < 0:
+            raise OptionError(f"large_upload_gb must be >= 0, got {self.large_upload_gb}")
+
+
+#: What each split holds, for the card.
+SPLIT_TEXT = {
+    PAIRS: "rows sharing `group_id` are mutual positives (a generated image's source and "
+    "inpainted patch inside the mask; a real image's source and its K regenerations outside it)",
+    NEGATIVES: "inside-mask patches of real images (source and each inpainting): hard negatives",
+    IMAGES: "one record per source image (crop, mask, prompt, steps, guidance, grids)",
+}
+
+
+def loadable_configs(counts: dict[str, Any]) -> list[str]:
+    """The splits of a build that hold rows, in `SPLITS` order: the card's configs.
+
+    Args:
+        counts: `dpgen.info.build_counts` of the build.
+    """
+    return [split for split in SPLITS if counts[split]["rows"] > 0]
 
 
 def dataset_card(out: str | Path, license: str = "other") -> str:
-    """README.md for a build: YAML header with one config per split, counts, generators, citation."""
+    """README.md for a build: YAML header with one config per non-empty split, counts, generators,
+    citation."""
     out = Path(out)
     counts = build_counts(out)
     provenance = json.loads((out / "provenance.json").read_text())
     cfg = provenance["config"]
+    configs = loadable_configs(counts)
     header = ["---", f"license: {license}", "tags:", "- image-forensics", "- diffusionprint"]
     header += ["- inpainting", "configs:"]
-    for split in SPLITS:
+    for split in configs:
         header += [f"- config_name: {split}", "  data_files:", "  - split: train", f"    path: {split}/shard-*.arrow"]  # fmt: skip
     header.append("---")
+    splits = [f"- `{split}`: {SPLIT_TEXT[split]}." for split in configs]
+    splits += [
+        f"- `{split}`: empty in this build (mode `{cfg['mode']}`), so not a config; it stays in "
+        "the `load_from_disk` layout."
+        for split in SPLITS
+        if split not in configs
+    ]
     rows = ["| split | category | generator | patches |", "|---|---|---|---:|"]
     for split in SPLITS[:2]:
         for cat, by_gen in counts[split]["by_category"].items():
@@ -80,13 +138,10 @@ Aligned inside/outside-mask patch pairs and a hard-negative pool for pretraining
 `--seed {cfg["seed"]}`: {cfg["patch_size"]}x{cfg["patch_size"]} patches on a
 {cfg["grid"][0]}x{cfg["grid"][1]} grid, mask policy `{cfg.get("mask_policy", "none")}`, mode `{cfg["mode"]}`.
 
-- `pairs`: rows sharing `group_id` are mutual positives (a generated image's source and
-  inpainted patch inside the mask; a real image's source and its K regenerations outside it).
-- `negatives`: inside-mask patches of real images (source and each inpainting): hard negatives.
-- `images`: one record per source image (crop, mask, prompt, steps, guidance, grids).
+{chr(10).join(splits)}
 
 Patches are lossless `(3, P, P)` uint8, channels first. Load with
-`datasets.load_dataset(REPO, "pairs")` or, after `snapshot_download`, `datasets.load_from_disk`.
+`datasets.load_dataset(REPO, "{configs[0]}")` or, after `snapshot_download`, `datasets.load_from_disk`.
 
 ## Counts
 
@@ -118,35 +173,62 @@ each split's `dataset_info.json` (`description`).
     return "\n".join(header) + "\n" + body
 
 
-def publish(
-    out: str | Path,
-    repo_id: str,
-    private: bool = False,
-    license: str = "other",
-    api: HfApi | None = None,
-) -> dict[str, Any]:
-    """Write the card into ``out`` and upload the build as a dataset repo.
+def published_bytes(out: str | Path) -> int:
+    """Total size in bytes of the files of ``out`` that match `PUBLISHED`."""
+    out = Path(out)
+    files = {p for pattern in PUBLISHED for p in out.glob(pattern) if p.is_file()}
+    return sum(p.stat().st_size for p in files)
+
+
+def publish(config: PublishConfig, api: HfApi | None = None) -> dict[str, Any]:
+    """Write the card into the build and upload `PUBLISHED` to the dataset repo.
+
+    The repo is created first (``exist_ok``), and the ``--revision`` branch from main when
+    missing: both upload calls commit to an existing branch only. Above ``large_upload_gb``
+    (and without ``--create-pr``) the upload is ``upload_large_folder`` when the client has it:
+    resumable by rerunning the same command, it keeps its state in ``DIR/.cache/huggingface``,
+    writes its own commit messages and returns no commit.
 
     Args:
-        out: a finished build directory.
-        repo_id: ``ORG/NAME`` on the Hub.
-        private: create the repo private.
-        license: the card's licence identifier.
+        config: the build folder, repo, visibility, licence, branch or PR, size threshold.
         api: the client (tests pass one that records calls instead of sending them).
 
     Returns:
-        The upload's commit info as a dict (``url`` among its keys).
+        ``{"url": ...}``: the pull request, the commit, or (``upload_large_folder``) the tree of
+        the branch.
     """
-    out = Path(out)
+    out, repo_id = Path(config.dir), config.repo_id
     api = api or HfApi()
-    (out / "README.md").write_text(dataset_card(out, license=license))
-    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-    info = api.upload_folder(
-        folder_path=str(out),
-        repo_id=repo_id,
-        repo_type="dataset",
-        allow_patterns=PUBLISHED,
-        commit_message="Upload DiffusionPrint patch dataset (dpgen publish)",
-    )
-    logger.info("published %s", repo_id)
-    return {"url": str(getattr(info, "commit_url", info))}
+    (out / "README.md").write_text(dataset_card(out, license=config.license))
+    api.create_repo(repo_id, repo_type="dataset", private=config.private, exist_ok=True)
+    if config.revision:
+        api.create_branch(repo_id, branch=config.revision, repo_type="dataset", exist_ok=True)
+    size = published_bytes(out)
+    if (
+        size > config.large_upload_gb * 1e9
+        and not config.create_pr
+        and hasattr(api, "upload_large_folder")
+    ):
+        logger.info("%s: %.1f GB, resumable upload_large_folder", out, size / 1e9)
+        api.upload_large_folder(
+            repo_id=repo_id,
+            folder_path=str(out),
+            repo_type="dataset",
+            revision=config.revision,
+            private=config.private,
+            allow_patterns=PUBLISHED,
+        )
+        url = f"{api.endpoint}/datasets/{repo_id}/tree/{config.revision or 'main'}"
+    else:
+        info = api.upload_folder(
+            folder_path=str(out),
+            repo_id=repo_id,
+            repo_type="dataset",
+            revision=config.revision,
+            create_pr=config.create_pr,
+            allow_patterns=PUBLISHED,
+            commit_message="Upload DiffusionPrint patch dataset (dpgen publish)",
+        )
+        url = getattr(info, "pr_url", None) or getattr(info, "commit_url", info)
+    logger.info("published %s (%.2f GB)", repo_id, size / 1e9)
+    return {"url": str(url)}

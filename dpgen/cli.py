@@ -39,11 +39,19 @@ def run_info(config) -> int:
     return 0
 
 
+def run_show(config) -> int:
+    """``dpgen show``: the contact sheet PNG."""
+    from dpgen.show import show
+
+    print(show(config))
+    return 0
+
+
 def run_publish(config) -> int:
     """``dpgen publish``: card, then upload."""
     from dpgen.card import publish
 
-    result = publish(config.dir, config.repo_id, private=config.private, license=config.license)
+    result = publish(config)
     print(result["url"])
     return 0
 
@@ -104,6 +112,15 @@ COMMANDS = {
         description="Count each generator's parameters from its checkpoints' published configs "
         "(no download, no allocation), its resident bytes at the manifest's dtype, the peak of "
         "the generator-major schedule, and the least CPU offload that fits --gpu-memory.",
+    ),
+    "show": Command(
+        config="dpgen.show:ShowConfig",
+        run="dpgen.cli:run_show",
+        help="draw a contact sheet of a build's positive groups and hard negatives (PNG)",
+        description="One row per positive group (a real image's source patch and its K "
+        "regenerations outside the mask, or a generated image's patch and its inpainting), "
+        "each patch labelled by view, generator and category, then a strip of hard negatives: "
+        "what the model will learn from.",
     ),
     "publish": Command(
         config="dpgen.card:PublishConfig",

@@ -58,7 +58,8 @@ logger = logging.getLogger(__name__)
 TINY_PREFIX = "dpgen-tiny/"
 
 #: Bumped whenever a config below changes, so that an older cached build is never reused.
-BUILD_VERSION = 2
+#: v3: VAEs without ``force_upcast``, T5 context 256.
+BUILD_VERSION = 3
 
 #: Words the tiny tokenizers know as whole tokens: COCO's 80 categories and common caption words.
 #: Any other text still tokenizes (into bytes for CLIP, letters for T5), never into unknown tokens.
@@ -76,8 +77,11 @@ WORDS = (
 
 #: CLIP's context length; a tokenizer without it overflows the text encoder.
 CLIP_MAX_LENGTH = 77
-#: T5 context length of the tiny Flux pipelines (FLUX.1 uses 512; short keeps the demo fast).
-T5_MAX_LENGTH = 32
+#: T5 context length of the tiny Flux pipelines: FLUX.1 schnell's 256 (dev uses 512). Prompts
+#: split into single letters where the tiny vocabulary lacks a word, so a caption can take 3-4x
+#: its word count in tokens: the bundled prompts take at most 43, a long COCO caption about 150.
+#: A shorter context truncates them, which diffusers warns about on every call.
+T5_MAX_LENGTH = 256
 
 
 def tiny_cache_dir() -> Path:
@@ -222,7 +226,13 @@ def _t5_text(family: str, tokenizer: T5TokenizerFast) -> T5EncoderModel:
 
 
 def _vae(family: str, latent_channels: int, scaling_factor: float, shift_factor: float | None):
-    """A 4-block KL autoencoder: 8x downsampling like the real SD/SDXL/Flux VAEs."""
+    """A 4-block KL autoencoder: 8x downsampling like the real SD/SDXL/Flux VAEs.
+
+    ``force_upcast`` is off: it asks pipelines to cast the VAE to float32 around every encode
+    and decode, for VAEs that overflow in float16 (SDXL's). The tiny manifests run in float32
+    everywhere, where that cast does nothing but make diffusers warn on every call ("modules in
+    AutoencoderKL that should be kept in float32: []").
+    """
     flux = shift_factor is not None
     return _seeded(
         family,
@@ -239,6 +249,7 @@ def _vae(family: str, latent_channels: int, scaling_factor: float, shift_factor:
             shift_factor=shift_factor,
             use_quant_conv=not flux,  # the Flux VAE has neither quant conv
             use_post_quant_conv=not flux,
+            force_upcast=False,
         ),
     )
 

@@ -11,6 +11,7 @@ embedding. The queue, temperature, mining and the generator head live in `dptrai
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -19,6 +20,9 @@ from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
 from dpgen.errors import InputError
+from dpgen.logs import stdout_to_log
+
+logger = logging.getLogger(__name__)
 
 #: Prefixes stripped from Noiseprint++ state-dict keys (DataParallel, MMFusion's checkpoints).
 _NOISEPRINT_PREFIXES = ("module.", "noiseprint.")
@@ -110,6 +114,16 @@ class DiffusionPrint(
         if self.out_channels != 1:
             feats = feats.mean(dim=(2, 3))  # (B, C)
         return F.normalize(self.projector(feats), dim=1)
+
+    @classmethod
+    def _from_pretrained(cls, **kwargs) -> DiffusionPrint:
+        """`PyTorchModelHubMixin`'s loader, its stdout line sent to the log.
+
+        huggingface_hub prints "Loading weights from local directory" for a folder, on the
+        stdout that carries a command's results (``dpeval probe --json``).
+        """
+        with stdout_to_log(logger):
+            return super()._from_pretrained(**kwargs)
 
     @classmethod
     def from_noiseprint(cls, path: str | Path) -> DiffusionPrint:

@@ -3,8 +3,13 @@
 # diffusers pipelines, the bundled photographs, CPU, no download. Outputs go to demo-out/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
-. .venv/bin/activate
+# DEMO_VENV=PATH runs in an environment that already has the toolkit (no setup.sh, no install).
+if [ -n "${DEMO_VENV:-}" ]; then
+    . "$DEMO_VENV/bin/activate"
+else
+    bash scripts/setup.sh
+    . .venv/bin/activate
+fi
 OUT=${DEMO_OUT:-demo-out}
 rm -rf "$OUT"
 set -x
@@ -24,13 +29,16 @@ for p in sorted(bundled_photos_dir().iterdir()):
 "
 
 # 1. dpgen: inpaint 4 real photos with each tiny generator, plus 4 generated images per
-#    generator (made by its text-to-image pipeline), cut the paired patches, check the counts.
+#    generator (made by its text-to-image pipeline), cut the paired patches, check the counts,
+#    draw a contact sheet of them.
 dpgen build --generators tiny-sd21,tiny-sdxl,tiny-flux --real "$OUT/photos-train" \
     --num-images 4 --out "$OUT/build"
 dpgen info "$OUT/build"
+dpgen show "$OUT/build" --out "$OUT/build-sheet.png"
 
 # 2. dptrain: a short MoCo-style pretraining run; weights + config.json + model card.
-accelerate launch --num_processes 1 -m dptrain --preset tiny --data "$OUT/build" \
+accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
+    -m dptrain --preset tiny --data "$OUT/build" \
     --output-dir "$OUT/model" --max-steps 20
 python -c "
 from dptrain.model import DiffusionPrint
@@ -60,6 +68,11 @@ dpeval spectra --data "$OUT/build" --out "$OUT/spectra"
 # 4. dpeval tgif: a TGIF-shaped fixture (TGIF's folder and file names; fakes inpainted by the
 #    tiny pipelines), Lite Baseline (MiT-B2, random init: no download) fine-tuned with the
 #    trained extractor frozen, F1@0.5 per generator x mask type in both conventions.
-python -c "from dpeval.tgif.fixture import make_tgif_fixture; make_tgif_fixture('$OUT/tgif-fixture')"
+python -c "
+from dpeval.tgif.fixture import make_tgif_fixture
+from dpgen.logs import setup_logging
+setup_logging()  # the CLIs' logging: progress on stderr, needless library notices dropped
+make_tgif_fixture('$OUT/tgif-fixture')
+"
 dpeval tgif --extractor "$OUT/model" --data "$OUT/tgif-fixture" --rgb-encoder-init random \
     --crop-size 64 --max-steps 20 --output-dir "$OUT/tgif"

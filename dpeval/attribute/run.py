@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
 
 from dpeval.attribute import density, embed, latent, report
 from dpeval.attribute.attributor import Attributor
@@ -36,7 +37,6 @@ from dpeval.attribute.metrics import closed_set_metrics
 from dpeval.attribute.prototype import AGGREGATIONS, PrototypeHead
 from dpeval.attribute.train import HeadTraining, train_head
 from dpeval.extractors import load_extractor
-from dpeval.logistic import Standardizer
 from dpeval.probe import Evalset, load_evalset, stratified_split
 from dpgen.errors import InputError
 from dpgen.evalset import GENERATED, PRISTINE
@@ -256,7 +256,7 @@ def _embedder(config: FitConfig, device: str):
 def linear_probe(x: np.ndarray, y: np.ndarray, test: np.ndarray, classes: list[str]) -> dict:
     """Multinomial logistic regression on standardised features, same split: closed-set metrics."""
     flat = x.reshape(len(x), -1)
-    scaler = Standardizer().fit(flat[~test])
+    scaler = StandardScaler().fit(flat[~test])
     clf = LogisticRegression(max_iter=2000).fit(scaler.transform(flat[~test]), y[~test])
     return closed_set_metrics(y[test], clf.predict_proba(scaler.transform(flat[test])), classes)
 

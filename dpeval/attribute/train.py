@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import set_seed
+from sklearn.preprocessing import StandardScaler
 
 from dpeval.attribute.prototype import PrototypeHead
-from dpeval.logistic import Standardizer
 from dptrain.curves import plot_curves
 from dptrain.tracker import JsonlTracker
 
@@ -46,7 +46,7 @@ class HeadTraining:
 def standardize_head(head: PrototypeHead, x: np.ndarray) -> None:
     """Set the head's feature mean and scale from training features x (N, T, D)."""
     n, t, d = x.shape
-    scaler = Standardizer().fit(x.reshape(n, t * d))
+    scaler = StandardScaler().fit(x.reshape(n, t * d))
     head.feature_mean.copy_(torch.from_numpy(scaler.mean_.reshape(t, d)).float())
     head.feature_scale.copy_(torch.from_numpy(scaler.scale_.reshape(t, d)).float())
 

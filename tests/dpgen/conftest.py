@@ -84,3 +84,11 @@ def dragon_hub(dragon, tmp_path, monkeypatch) -> str:
 def coco(tmp_path_factory) -> Path:
     """A three-image COCO val2017 root (polygons, a compressed RLE, a crowd RLE, 5 captions each)."""
     return make_coco_fixture(tmp_path_factory.mktemp("coco"))
+
+
+@pytest.fixture(scope="session")
+def roundtrip_build(tmp_path_factory, small_manifests) -> Path:
+    """A `dpgen roundtrip` build of one photograph: authentic groups only, no negatives."""
+    out = tmp_path_factory.mktemp("roundtrip") / "build"
+    build(_small_config(out, small_manifests, mode="roundtrip", num_images=1))
+    return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import logging
 import shutil
 from pathlib import Path
 
@@ -304,3 +305,29 @@ def test_bad_checkpoint_or_class_gives_a_clear_error(tmp_path: Path) -> None:
     )
     with pytest.raises(ValueError, match="no pipeline class 'StableDiffusionInpaintPipelin'"):
         inpaint(wrong)
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_tiny_calls_leave_no_library_warning(generators: dict[str, Generator], name: str) -> None:
+    """The tiny pipelines give diffusers and transformers nothing to warn about.
+
+    Each cause is fixed in `dpgen.tiny`: VAEs without ``force_upcast`` (no float32 cast per call)
+    and a T5 context that holds the longest bundled prompt (no truncation).
+    """
+    from dpgen.sources import load_prompts
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    libraries = [logging.getLogger(n) for n in ("diffusers", "transformers")]
+    for lib in libraries:
+        lib.addHandler(handler)
+    try:
+        gen = generators[name]
+        prompt = max(load_prompts(None), key=len)
+        gen.inpaint([picture(0)], [box_mask()], [prompt], [0], steps=2, guidance=3.0)
+        gen.generate([prompt], [0], steps=2, guidance=3.0, width=W, height=H)
+    finally:
+        for lib in libraries:
+            lib.removeHandler(handler)
+    assert [r.getMessage() for r in records] == []

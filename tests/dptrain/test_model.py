@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 import torch
@@ -47,6 +48,15 @@ def test_save_pretrained_round_trip(tmp_path):
     loaded = DiffusionPrint.from_pretrained(tmp_path).eval()
     x = torch.rand(2, 3, 24, 24) * 255
     torch.testing.assert_close(loaded.extract(x), model.extract(x), rtol=0, atol=0)
+
+
+def test_from_pretrained_prints_nothing_on_stdout(tmp_path, capsys, caplog):
+    """huggingface_hub's "Loading weights from local directory" goes to the log, not stdout."""
+    DiffusionPrint(out_channels=8, width=8, depth=3).save_pretrained(tmp_path)
+    with caplog.at_level(logging.DEBUG, logger="dptrain.model"):
+        DiffusionPrint.from_pretrained(tmp_path)
+    assert capsys.readouterr().out == ""
+    assert "Loading weights from local directory" in caplog.text
 
 
 def noiseprint_state(prefix: str = "") -> dict[str, torch.Tensor]:
