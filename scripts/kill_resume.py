@@ -1,10 +1,10 @@
 """Kill a resumable command with SIGKILL at random moments, resume it, compare with a clean run.
 
 For each scenario: one uninterrupted run gives the reference digest; then the same command is
-started again and again in a fresh folder, each time killed with SIGKILL after a random delay
-(uniform over the reference run's duration), until ``--kills`` kills have landed on a running
-process; a last run finishes it. The result must equal the reference: nothing lost, nothing
-duplicated. Scenarios:
+started again and again in one folder, each time killed with SIGKILL after a random delay
+(uniform over the reference run's duration), until a run finishes: that chain's result must
+equal the reference, nothing lost and nothing duplicated. Chains are repeated until ``--kills``
+kills have landed on running processes. Scenarios:
 
 - ``dpgen``: ``dpgen build`` of the three tiny generators at 256 px, ``--batch-size 3``,
   shards of one image (digest: `dpgen.info.content_digest`, every row in order).
@@ -102,29 +102,36 @@ def _run(cmd: list[str]) -> float:
 
 
 def kill_and_resume(scenario: Scenario, work: Path, kills: int, rng: random.Random) -> bool:
-    """Reference run, then ``kills`` SIGKILLs at random moments, then a finishing run."""
+    """Reference run, then chains of runs killed at random moments, each resumed to the end.
+
+    A chain starts in an empty folder; each run of it is killed after a delay uniform over the
+    reference run's duration, until a run finishes before its kill: the chain's result must
+    equal the reference. Chains go on until ``kills`` kills have landed on running processes.
+    """
     reference = work / f"{scenario.name}-reference"
     duration = _run(scenario.command(reference))
     expected = scenario.digest(reference)
     print(f"{scenario.name}: uninterrupted run {duration:.1f} s, digest {expected[:16]}")
-    out, landed, attempts = work / f"{scenario.name}-killed", 0, 0
-    while landed < kills and attempts < 4 * kills:
-        attempts += 1
+    out, landed, chains, same = work / f"{scenario.name}-killed", 0, 0, True
+    while landed < kills or out.exists():
         proc = subprocess.Popen(scenario.command(out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-        delay = rng.uniform(0.5, duration)
+        delay = rng.uniform(0.5, duration) if landed < kills else None
         try:
             proc.wait(timeout=delay)
-            print(f"  run {attempts}: finished before its kill at {delay:.1f} s")
-            shutil.rmtree(out)  # start over: a kill must land on a running process
-            continue
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
-        landed += 1
-        print(f"  kill {landed} at {delay:.1f} s: {scenario.progress(out)}")
-    _run(scenario.command(out))
-    same = scenario.digest(out) == expected
-    print(f"{scenario.name} resumed == uninterrupted: {same} ({landed} kills)")
+            landed += 1
+            print(f"  kill {landed} at {delay:.1f} s: {scenario.progress(out)}")
+            continue
+        if proc.returncode != 0:
+            raise RuntimeError(f"{scenario.name}: a resumed run failed (exit {proc.returncode})")
+        chains += 1
+        result = scenario.digest(out) == expected
+        same &= result
+        print(f"  chain {chains} finished: equal to the uninterrupted run: {result}")
+        shutil.rmtree(out)
+    print(f"{scenario.name} resumed == uninterrupted: {same} ({landed} kills, {chains} chains)")
     return same
 
 

@@ -19,4 +19,4 @@ def test_dptrain_killed_at_random_moments_resumes_to_the_same_weights(tiny_build
         capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
-    assert "dptrain resumed == uninterrupted: True (3 kills)" in proc.stdout
+    assert "dptrain resumed == uninterrupted: True (3 kills" in proc.stdout
