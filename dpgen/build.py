@@ -38,7 +38,7 @@ from dpgen.manifest import GeneratorSpec, generated_locations, resolve_generator
 from dpgen.masks import MaskError, parse_mask_policy
 from dpgen.options import OptionError, Options, option
 from dpgen.pairing import PatchRows, View, pair_generated, pair_real
-from dpgen.pipelines import OFFLOAD_MODES, PRETRAINED_WEIGHTS, Generator
+from dpgen.pipelines import OFFLOAD_MODES, PRETRAINED_WEIGHTS, Generator, resolve_checkpoint
 from dpgen.random_weights import RANDOM_WEIGHTS
 from dpgen.regions import RegionChooser
 from dpgen.schedule import GeneratorPass, shard_units
@@ -380,6 +380,8 @@ class Builder:
         jobs = self.jobs()
         num_shards = max(1, math.ceil(len(jobs) / cfg.shard_size))
         self._check_resume(out, len(jobs))
+        with state.main_process_first():
+            self._resolve_checkpoints()
         done = done_shards(out)
         state.wait_for_everyone()  # every process read the same ledger before anyone commits
         mine = pending_shards(num_shards, done, state.process_index, state.num_processes)
@@ -405,6 +407,15 @@ class Builder:
             self._finalize(out, num_shards)
         state.wait_for_everyone()
         return self.stats
+
+    def _resolve_checkpoints(self) -> None:
+        """Build the tiny pipelines (and check local folders) before any process loads them:
+        run by rank 0 first, as transformers saves nothing on other ranks."""
+        if self.cfg.random_weights:
+            return
+        for spec in self.specs:
+            for ref in filter(None, (spec.text2image, spec.inpaint)):
+                resolve_checkpoint(ref.checkpoint)
 
     def _check_resume(self, out: Path, num_jobs: int) -> None:
         settings = {"config": self.cfg.fingerprint(), "jobs": num_jobs}

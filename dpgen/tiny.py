@@ -32,6 +32,7 @@ from pathlib import Path
 
 import diffusers
 import torch
+import torch.distributed as dist
 from diffusers import (
     AutoencoderKL,
     DDIMScheduler,
@@ -434,6 +435,13 @@ def ensure_tiny(checkpoint: str) -> Path:
     with FileLock(str(root / f"{name}.lock")):
         if folder.is_dir():  # another process built it while we waited
             return folder
+        if dist.is_available() and dist.is_initialized() and dist.get_rank() != 0:
+            # transformers' save_pretrained writes nothing on a rank other than 0: the folder
+            # would be renamed into place with empty text encoders.
+            raise RuntimeError(
+                f"{TINY_PREFIX}{name} is not in {root}: build tiny pipelines on rank 0 first "
+                "(dpgen build does, with main_process_first)"
+            )
         logger.info("building tiny pipeline %s%s into %s", TINY_PREFIX, name, folder)
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
         try:

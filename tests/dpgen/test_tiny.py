@@ -160,3 +160,14 @@ def test_racing_processes_build_one_folder(tmp_path: Path) -> None:
     assert (
         type(diffusers.FluxInpaintPipeline.from_pretrained(folder)) is diffusers.FluxInpaintPipeline
     )
+
+
+def test_a_rank_other_than_0_refuses_to_build(tmp_path, monkeypatch) -> None:
+    # transformers' save_pretrained writes nothing on such a rank: the cache would hold a
+    # pipeline with empty text encoders (found by a two-rank build with an empty cache)
+    monkeypatch.setenv("DPGEN_CACHE", str(tmp_path))
+    monkeypatch.setattr(tiny.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(tiny.dist, "get_rank", lambda: 1)
+    with pytest.raises(RuntimeError, match="build tiny pipelines on rank 0 first"):
+        tiny.ensure_tiny("dpgen-tiny/sd21-inpaint")
+    assert not (tmp_path / "tiny" / f"v{tiny.BUILD_VERSION}" / "sd21-inpaint").exists()
