@@ -79,7 +79,7 @@ def dptrain_scenario(work: Path, build: Path) -> Scenario:
     def command(out: Path) -> list[str]:
         return [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1",
                 "-m", "dptrain", "--preset", "tiny", "--data", str(build), "--output-dir", str(out),
-                "--max-steps", "40", "--checkpointing-steps", "5", "--checkpoints-total-limit", "1",
+                "--max-steps", "120", "--checkpointing-steps", "10", "--checkpoints-total-limit", "1",
                 "--resume-from-checkpoint", "latest"]  # fmt: skip
 
     def digest(out: Path) -> str:

@@ -157,7 +157,8 @@ def _image_records(n: int) -> dict:
     record = {
         "image_id": "img0", "source_set": "real", "generator": "", "path": "photos/a.jpg",
         "original_size": [640, 480], "scale": 0.4, "crop": [0, 0, 256, 192], "size": [64, 48],
-        "mask": mask, "mask_policy": "training", "prompt": "a photo", "seed": -1,
+        "mask": mask, "mask_policy": "training", "category": "", "annotation_id": -1,
+        "caption_index": -1, "source_model": "", "prompt": "a photo", "seed": -1,
         "source_steps": -1, "source_guidance": -1.0,
         "inpainted_by": ["sd21", "flux"], "steps": [20, 4], "guidance": [7.5, 0.0],
         "grid_inside": [2, 3], "grid_outside": [4, 4], "n_inside": 5, "n_outside": 9,
