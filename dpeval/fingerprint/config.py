@@ -38,7 +38,7 @@ class FingerprintConfig(Options):
     images: list[str] = option(
         [], positional=True, help="with --detect: image files, folders or DATA@NAME to label"
     )
-    size: int = option(256, help="side of the centre crop, a multiple of 16 (paper: 256)")
+    size: int = option(256, help="side of the centre crop, a multiple of 16, >= 32 (paper: 256)")
     num_images: int | None = option(
         None, help="training images per class (default: as many as the smaller class has)"
     )
@@ -80,9 +80,9 @@ class FingerprintConfig(Options):
         self._check_values()
 
     def _check_values(self) -> None:
-        if self.size < 16 or self.size % 16:
+        if self.size < 32 or self.size % 16:  # 4 poolings; BN needs >= 2x2 values at the bottom
             raise OptionError(
-                f"size must be a positive multiple of 16 (the U-Net), got {self.size}"
+                f"size must be a multiple of 16 and >= 32 (the U-Net), got {self.size}"
             )
         if self.batch_size < 2:
             raise OptionError(

@@ -55,6 +55,11 @@ class ImageSet:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def subset(self, limit: int, seed: int) -> ImageSet:
+        """At most ``limit`` images: the first of a seeded permutation, in listing order."""
+        keep = _subsample(len(self), limit, seed)
+        return ImageSet(self.spec, [self.ids[i] for i in keep], self.pixels[keep])
+
 
 def centre_crop(image: np.ndarray, size: int, where: str) -> np.ndarray:
     """The central ``size`` x ``size`` window of an (H, W, 3) or (3, H, W) uint8 image, (3, S, S).

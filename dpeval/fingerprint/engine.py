@@ -132,9 +132,9 @@ class TrainingState:
 
 
 class Residuals:
-    """Residuals of the training images, minus the mean real residual when asked.
+    """Residuals of the training images on the device, minus the mean real residual when asked.
 
-    Computed once and kept on the CPU when they fit in ``CACHE_BYTES``, else per batch.
+    Computed once and kept on the device when they fit in ``CACHE_BYTES``, else per batch.
     """
 
     def __init__(self, residual, pixels: torch.Tensor, labels: torch.Tensor, config, device):
@@ -143,30 +143,27 @@ class Residuals:
         with torch.no_grad():
             probe = residual(pixels[:1].to(device).float() / 255.0)
         self.channels = probe.shape[1]
-        self.cache = None
-        if len(pixels) * probe[0].numel() * 4 <= CACHE_BYTES:
-            self.cache = self._compute(torch.arange(len(pixels)))
-        self.mean = torch.zeros(probe.shape[1:])
+        fits = len(pixels) * probe[0].numel() * 4 <= CACHE_BYTES
+        self.cache = self._compute(torch.arange(len(pixels))) if fits else None
+        self.mean = torch.zeros(probe.shape[1:], device=device)
         if config.subtract_real_mean:
-            real = torch.nonzero(~labels.bool()).flatten()
-            self.mean = sum(self._raw(chunk).sum(0) for chunk in real.split(self.batch_size)) / len(
-                real
-            )
+            real = torch.nonzero(~labels.bool()).flatten().split(self.batch_size)
+            self.mean = sum(self._raw(rows).sum(0) for rows in real) / int((~labels.bool()).sum())
 
     @torch.no_grad()
     def _compute(self, rows: torch.Tensor) -> torch.Tensor:
         chunks = [
-            self.residual(self.pixels[c].to(self.device).float() / 255.0).float().cpu()
-            for c in rows.split(self.batch_size)
+            self.residual(self.pixels[part].to(self.device).float() / 255.0).float()
+            for part in rows.split(self.batch_size)
         ]
         return torch.cat(chunks)
 
     def _raw(self, rows: torch.Tensor) -> torch.Tensor:
-        return self.cache[rows] if self.cache is not None else self._compute(rows)
+        return self.cache[rows.to(self.device)] if self.cache is not None else self._compute(rows)
 
     def __getitem__(self, rows: torch.Tensor) -> torch.Tensor:
         """(B, C, S, S) on the device, mean real residual subtracted."""
-        return (self._raw(rows) - self.mean).to(self.device)
+        return self._raw(rows) - self.mean
 
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[torch.Tensor]:
@@ -280,17 +277,8 @@ def read_training_sets(config: FingerprintConfig) -> tuple[ImageSet, ImageSet]:
     fake = read_set(config.fake, config.size, config.num_images, config.seed)
     n = min(len(real), len(fake))
     if len(real) != len(fake):
-        logger.info(
-            "balancing the classes: %d real and %d generated images -> %d each",
-            len(real),
-            len(fake),
-            n,
-        )
-        real = read_set(config.real, config.size, n, config.seed)
-        fake = read_set(config.fake, config.size, n, config.seed)
-    if n < 1:
-        raise InputError(f"{config.real}, {config.fake}: no training images")
-    return real, fake
+        logger.info("balancing: %d real, %d generated images -> %d each", len(real), len(fake), n)
+    return real.subset(n, config.seed), fake.subset(n, config.seed)
 
 
 def prepare_residual(config: FingerprintConfig, accelerator: Accelerator, resumed: bool):

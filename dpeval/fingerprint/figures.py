@@ -82,11 +82,21 @@ def matrices_figure(
     fig = Figure(figsize=(4.6 * len(panels), 4.2))
     for i, (title, matrix, rows, cols) in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), i + 1)
-        im = ax.imshow(matrix, cmap="viridis", vmin=min(0.0, float(np.nanmin(matrix))), vmax=1.0)
+        lo = min(0.0, float(np.nanmin(matrix)))
+        im = ax.imshow(matrix, cmap="viridis", vmin=lo, vmax=1.0)
         ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right", fontsize=7)
         ax.set_yticks(range(len(rows)), rows, fontsize=7)
         for (r, c), value in np.ndenumerate(matrix):
-            ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=7, color="w")
+            dark = value < (lo + 1.0) / 2  # white text on the dark half of the colour map
+            ax.text(
+                c,
+                r,
+                f"{value:.2f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="w" if dark else "k",
+            )
         ax.set_title(title, fontsize=9)
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
@@ -94,14 +104,17 @@ def matrices_figure(
     return Path(path)
 
 
-def dendrogram_figure(linkage: np.ndarray, names: Sequence[str], path: Path, title: str) -> Path:
-    """A SciPy dendrogram of ``linkage`` with leaves labelled by ``names``."""
-    fig = Figure(figsize=(max(4.0, 1.1 * len(names)), 3.6))
-    ax = fig.add_subplot(1, 1, 1)
-    dendrogram(linkage, labels=list(names), ax=ax, color_threshold=0)
-    ax.set_ylabel("distance", fontsize=8)
-    ax.set_title(title, fontsize=9)
-    ax.tick_params(labelsize=7)
+def dendrogram_figure(
+    trees: Sequence[tuple[str, np.ndarray]], names: Sequence[str], path: Path
+) -> Path:
+    """One SciPy dendrogram per (title, linkage), side by side, leaves labelled by ``names``."""
+    fig = Figure(figsize=(max(4.0, 1.1 * len(names)) * len(trees), 3.8))
+    for i, (title, tree) in enumerate(trees):
+        ax = fig.add_subplot(1, len(trees), i + 1)
+        dendrogram(tree, labels=list(names), ax=ax, color_threshold=0)
+        ax.set_ylabel("distance", fontsize=8)
+        ax.set_title(title, fontsize=9)
+        ax.tick_params(labelsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     return Path(path)

@@ -3,19 +3,25 @@
 Given fingerprints F_1..F_k (each trained on one generator vs real) and held-out images of
 generators G_1..G_m plus held-out real images:
 
-- cross-detection: ``detection_rate[i][j]``, the fraction of G_j's images that F_i labels
-  generated; ``real_false_positive[i]``, the fraction of real images it labels generated;
+- cross-detection (the paper's lineage evidence: SD 1.4's fingerprint detects MidJourney):
+  ``detection_rate[i][j]``, the share of G_j's images that F_i labels generated;
+  ``real_false_positive[i]``, the share of real images it labels generated; and
   ``accuracy[i][j] = (detection_rate[i][j] + 1 - real_false_positive[i]) / 2``, F_i's balanced
-  accuracy on G_j's images against the real ones (the paper's cross-detection table);
+  accuracy on G_j's images against the real ones;
 - ``ncc[i][j]``: the normalised cross-correlation of the fingerprints at zero displacement
-  (Pearson's coefficient over every value; both are centre crops of the same size, so the
-  generators' sampling grids line up; fingerprints of different sizes are compared on their
-  common centre crop);
-- a hierarchical clustering of the fingerprints (SciPy, average linkage) on the distance
-  ``1 - ncc``, drawn as a dendrogram: a derived generator joins its parent first.
+  (Pearson's coefficient over every value; centre crops of one size, so the generators'
+  sampling grids line up; fingerprints of different sizes are compared on their common centre
+  crop);
+- two hierarchical clusterings of the fingerprints (SciPy, average linkage), drawn side by side
+  in ``dendrogram.png``: on the cross-detection profiles (each fingerprint's row of
+  ``detection_rate`` with its real false-positive rate appended; distance: root-mean-square
+  difference, in [0, 1]) and on ``1 - ncc``. The first is the one to read: the fingerprint
+  itself carries a component of the deep image prior (the fixed input z and the U-Net's
+  initialisation, both drawn from ``--seed``) which dominates NCC in short runs, so NCC only
+  relates fingerprints trained with the same seed (docs/fingerprint.md shows both).
 
 Outputs in ``--out``: ``detection_rate.csv``, ``accuracy.csv``, ``ncc.csv``, ``lineage.json``
-(every matrix, the linkage, counts and settings), ``dendrogram.png``, ``matrices.png`` and
+(every matrix, both linkages, the image counts), ``dendrogram.png``, ``matrices.png`` and
 ``fingerprints.png`` (each fingerprint and its spectrum).
 """
 
@@ -30,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 from scipy.cluster.hierarchy import linkage
-from scipy.spatial.distance import squareform
+from scipy.spatial.distance import pdist, squareform
 
 from dpgen.errors import InputError
 
@@ -38,7 +44,6 @@ from . import figures
 from .config import LineageConfig
 from .data import ImageSet, read_set
 from .detect import default_device, is_generated, load_fingerprint, score
-from .model import DeepImageFingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -55,30 +60,25 @@ class LineageResult:
     real_false_positive: list[float]
     accuracy: list[list[float]]
     ncc: list[list[float]]
-    linkage: list[list[float]]
+    linkage_detection: list[list[float]]
+    linkage_ncc: list[list[float]]
     counts: dict[str, int]
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
 
+    def profiles(self) -> np.ndarray:
+        """(k, m + 1): each fingerprint's detection rates, its real false-positive rate last."""
+        return np.column_stack([self.detection_rate, self.real_false_positive])
+
     def to_markdown(self) -> str:
         """The matrices as Markdown tables (percentages for rates, plain for NCC)."""
-        sets = [*self.image_sets, "real"]
-        rates = [
-            [*r, f] for r, f in zip(self.detection_rate, self.real_false_positive, strict=True)
-        ]
+        f, sets = self.fingerprints, self.image_sets
         return "\n\n".join(
             [
-                _table("labelled generated (%)", self.fingerprints, sets, rates, 100, ".1f"),
-                _table(
-                    "balanced accuracy vs real (%)",
-                    self.fingerprints,
-                    self.image_sets,
-                    self.accuracy,
-                    100,
-                    ".1f",
-                ),
-                _table("fingerprint NCC", self.fingerprints, self.fingerprints, self.ncc, 1, ".3f"),
+                _table("labelled generated (%)", f, [*sets, "real"], self.profiles(), 100, ".1f"),
+                _table("balanced accuracy vs real (%)", f, sets, self.accuracy, 100, ".1f"),
+                _table("fingerprint NCC", f, f, self.ncc, 1, ".3f"),
             ]
         )
 
@@ -106,11 +106,16 @@ def ncc_matrix(fingerprints: Sequence[np.ndarray]) -> np.ndarray:
     return np.corrcoef(np.stack(flat))
 
 
-def cluster(ncc: np.ndarray) -> np.ndarray:
-    """SciPy linkage (average) of the distance 1 - ncc."""
-    distance = np.clip(1.0 - ncc, 0.0, None)
+def cluster_profiles(profiles: np.ndarray) -> np.ndarray:
+    """Average linkage of the RMS difference between rows of ``profiles`` (k, n)."""
+    return linkage(pdist(profiles) / np.sqrt(profiles.shape[1]), method=METHOD)
+
+
+def cluster_ncc(ncc: np.ndarray) -> np.ndarray:
+    """Average linkage of the distance 1 - ncc."""
+    distance = np.clip(1.0 - (ncc + ncc.T) / 2, 0.0, None)
     np.fill_diagonal(distance, 0.0)
-    return linkage(squareform((distance + distance.T) / 2, checks=False), method=METHOD)
+    return linkage(squareform(distance, checks=False), method=METHOD)
 
 
 def _names(paths: Sequence[str]) -> list[str]:
@@ -139,36 +144,34 @@ def run_lineage(config: LineageConfig) -> LineageResult:
     device = default_device(config.device)
     names = _names(config.fingerprints)
     loaded = [load_fingerprint(path, device) for path in config.fingerprints]
-    sets_by_size: dict[int, dict[str, ImageSet]] = {}
-    for size in sorted({model.size for model, _ in loaded}):
-        specs = {"real": config.real, **config.images}
-        sets_by_size[size] = {n: read_set(spec, size) for n, spec in specs.items()}
+    fingerprints = [model.fingerprint.cpu().numpy() for model, _ in loaded]
+    ncc = ncc_matrix(fingerprints)
+    specs = {"real": config.real, **config.images}
+    sets_by_size = {
+        size: {name: read_set(spec, size) for name, spec in specs.items()}
+        for size in sorted({model.size for model, _ in loaded})
+    }
     rates = [
         _rates(model, residual, sets_by_size[model.size], config, device)
         for model, residual in loaded
     ]
-    return _finish(config, names, [m for m, _ in loaded], rates, sets_by_size)
-
-
-def _finish(config, names, models: list[DeepImageFingerprint], rates, sets_by_size):
-    image_names = list(config.images)
-    detection = np.array([[r[n] for n in image_names] for r in rates])
+    sets = list(config.images)
+    detection = np.array([[r[n] for n in sets] for r in rates])
     fpr = np.array([r["real"] for r in rates])
-    accuracy = (detection + 1.0 - fpr[:, None]) / 2.0
-    fingerprints = [m.fingerprint.cpu().numpy() for m in models]
-    ncc = ncc_matrix(fingerprints)
-    tree = cluster(ncc) if len(models) > 1 else np.zeros((0, 4))
-    counts = {n: len(s) for n, s in next(iter(sets_by_size.values())).items()}
     result = LineageResult(
-        names,
-        image_names,
-        detection.tolist(),
-        fpr.tolist(),
-        accuracy.tolist(),
-        ncc.tolist(),
-        tree.tolist(),
-        counts,
+        fingerprints=names,
+        image_sets=sets,
+        detection_rate=detection.tolist(),
+        real_false_positive=fpr.tolist(),
+        accuracy=((detection + 1.0 - fpr[:, None]) / 2.0).tolist(),
+        ncc=ncc.tolist(),
+        linkage_detection=[],
+        linkage_ncc=[],
+        counts={n: len(s) for n, s in next(iter(sets_by_size.values())).items()},
     )
+    if len(names) > 1:
+        result.linkage_detection = cluster_profiles(result.profiles()).tolist()
+        result.linkage_ncc = cluster_ncc(ncc).tolist()
     write_outputs(result, dict(zip(names, fingerprints, strict=True)), Path(config.out))
     return result
 
@@ -177,34 +180,28 @@ def _write_csv(path: Path, matrix, rows: list[str], cols: list[str]) -> None:
     with path.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["fingerprint", *cols])
-        writer.writerows(
-            [name, *(f"{v:.6f}" for v in row)] for name, row in zip(rows, matrix, strict=True)
-        )
+        for name, row in zip(rows, matrix, strict=True):
+            writer.writerow([name, *(f"{v:.6f}" for v in row)])
 
 
 def write_outputs(result: LineageResult, fingerprints: dict[str, np.ndarray], out: Path) -> None:
     """CSV + JSON of every matrix and the three figures, into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     names, sets = result.fingerprints, result.image_sets
-    detection = [
-        [*row, fp]
-        for row, fp in zip(result.detection_rate, result.real_false_positive, strict=True)
-    ]
-    _write_csv(out / "detection_rate.csv", detection, names, [*sets, "real"])
+    _write_csv(out / "detection_rate.csv", result.profiles(), names, [*sets, "real"])
     _write_csv(out / "accuracy.csv", result.accuracy, names, sets)
     _write_csv(out / "ncc.csv", result.ncc, names, names)
     (out / "lineage.json").write_text(result.to_json())
     panels = [
-        ("share labelled generated", np.array(detection), names, [*sets, "real"]),
+        ("share labelled generated", result.profiles(), names, [*sets, "real"]),
         ("balanced accuracy vs real", np.array(result.accuracy), names, sets),
         ("fingerprint NCC", np.array(result.ncc), names, names),
     ]
     figures.matrices_figure(panels, out / "matrices.png")
     if len(names) > 1:
-        figures.dendrogram_figure(
-            np.array(result.linkage),
-            names,
-            out / "dendrogram.png",
-            "fingerprints, average linkage on 1 - NCC",
-        )
+        trees = [
+            ("cross-detection profiles (RMS difference)", np.array(result.linkage_detection)),
+            ("fingerprint NCC (1 - NCC)", np.array(result.linkage_ncc)),
+        ]
+        figures.dendrogram_figure(trees, names, out / "dendrogram.png")
     figures.fingerprints_figure(fingerprints, out / "fingerprints.png")

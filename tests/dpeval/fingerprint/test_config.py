@@ -26,7 +26,7 @@ def test_images_need_detect_and_denoiser_steps_need_train():
 
 
 def test_bad_values_are_refused():
-    with pytest.raises(OptionError, match="multiple of 16"):
+    with pytest.raises(OptionError, match="multiple of 16 and >= 32"):
         FingerprintConfig(size=40)
     with pytest.raises(Exception, match="denoiser 'median'"):
         FingerprintConfig(denoiser="median")
