@@ -91,9 +91,10 @@ class TrainingState:
     def update(self, output: torch.Tensor) -> torch.Tensor:
         """EMA of the U-Net's output (1, C, S, S); the first step takes it as is."""
         out = output.detach()
-        self.fingerprint = (
-            out if self.fingerprint is None else EMA * self.fingerprint + (1 - EMA) * out
-        )
+        if self.fingerprint is None:
+            self.fingerprint = out
+        else:  # a checkpoint loads it on the CPU
+            self.fingerprint = EMA * self.fingerprint.to(out.device) + (1 - EMA) * out
         return self.fingerprint
 
     def record(self, rhos: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
@@ -106,10 +107,12 @@ class TrainingState:
             fake.sum().item(),
         ]
         self.window = [*self.window, sums][-MU_WINDOW:]
-        means = {"rho_real": sums[0] / max(sums[1], 1), "rho_fake": sums[2] / max(sums[3], 1)}
-        return {
-            k: v for k, v, n in zip(means, means.values(), (sums[1], sums[3]), strict=True) if n
-        }
+        means = {}
+        if sums[1]:
+            means["rho_real"] = sums[0] / sums[1]
+        if sums[3]:
+            means["rho_fake"] = sums[2] / sums[3]
+        return means
 
     def mus(self) -> tuple[float, float]:
         """(mu_real, mu_fake) over the window."""

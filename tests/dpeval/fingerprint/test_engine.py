@@ -9,6 +9,7 @@ import pytest
 
 from dpeval.cli import main
 from dpeval.fingerprint.config import FingerprintConfig
+from dpeval.fingerprint.detect import detect
 from dpeval.fingerprint.engine import epoch_batches, train
 from dpeval.fingerprint.model import DeepImageFingerprint
 
@@ -108,3 +109,22 @@ def test_detect_labels_held_out_images_as_json_lines(pattern_sets, tmp_path, cap
     labels = [r["label"] for r in records[:16]]
     accuracy = (labels[:8].count("real") + labels[8:].count("generated")) / 16
     assert accuracy >= 0.75, records
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["train", "diffusionprint"])
+def test_trained_and_backbone_residuals_are_recorded_and_reloaded(pattern_sets, tmp_path, kind):
+    if kind == "train":
+        settings = {"denoiser": f"train:{pattern_sets['real']}", "denoiser_steps": 2}
+    else:
+        settings = {"denoiser": "diffusionprint:random:0"}
+    train(_config(pattern_sets, tmp_path / "fp", epochs=1, **settings))
+    model = DeepImageFingerprint.from_pretrained(tmp_path / "fp")
+    if kind == "train":
+        assert model.denoiser == "dncnn:denoiser" and model.channels == 3
+        assert (tmp_path / "fp" / "denoiser" / "model.safetensors").is_file()
+        assert "denoiser_mse" in (tmp_path / "fp" / "metrics.jsonl").read_text()
+    else:
+        assert model.denoiser == "diffusionprint:random:0" and model.channels == 64
+    records = list(detect(tmp_path / "fp", [str(pattern_sets["test_fake"])], device="cpu"))
+    assert len(records) == 8 and all(r["label"] in ("real", "generated") for r in records)
