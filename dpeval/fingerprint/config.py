@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from dpgen.errors import InputError
 from dpgen.options import OptionError, Options, option
 
 from .denoiser import SPEC_HELP, TRAIN, parse_spec
@@ -67,7 +68,10 @@ class FingerprintConfig(Options):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        parse_spec(self.denoiser)
+        try:
+            parse_spec(self.denoiser)
+        except InputError as err:  # reported as a bad flag (exit 2), not as a traceback
+            raise OptionError(str(err)) from None
         if self.detect is not None:
             given = [name for name in self.training_fields() if self._changed(name)]
             if given:
@@ -93,7 +97,7 @@ class FingerprintConfig(Options):
         if min(self.epochs, self.denoiser_steps) < 1 or self.lr <= 0:
             raise OptionError("epochs, denoiser_steps and lr must be positive")
         if self._changed("denoiser_steps") and parse_spec(self.denoiser)[0] != TRAIN:
-            raise OptionError("denoiser_steps: only read with --denoiser train:DIR")
+            raise OptionError("--denoiser-steps: only read with --denoiser train:DIR")
 
     @classmethod
     def training_fields(cls) -> list[str]:

@@ -20,7 +20,7 @@ def test_training_flags_are_refused_with_detect():
 def test_images_need_detect_and_denoiser_steps_need_train():
     with pytest.raises(OptionError, match="only read with --detect"):
         FingerprintConfig(real="r", fake="f", out="o", images=["x"])
-    with pytest.raises(OptionError, match="denoiser_steps: only read with --denoiser train"):
+    with pytest.raises(OptionError, match="--denoiser-steps: only read with --denoiser train"):
         FingerprintConfig(denoiser_steps=5)
     FingerprintConfig(denoiser="train:real", denoiser_steps=5)
 
@@ -28,7 +28,7 @@ def test_images_need_detect_and_denoiser_steps_need_train():
 def test_bad_values_are_refused():
     with pytest.raises(OptionError, match="multiple of 16 and >= 32"):
         FingerprintConfig(size=40)
-    with pytest.raises(Exception, match="denoiser 'median'"):
+    with pytest.raises(OptionError, match="denoiser 'median'"):
         FingerprintConfig(denoiser="median")
 
 
@@ -39,6 +39,9 @@ def test_command_line_errors_are_one_line_and_exit_2(tmp_path, caplog, capsys):
         main(["fingerprint", "--detect", str(tmp_path), "--epochs", "3", "x.png"])
     assert stop.value.code == 2
     assert "--epochs: a training setting" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        main(["fingerprint", "--denoiser", "median"])
+    assert stop.value.code == 2 and "expected highpass" in capsys.readouterr().err
     assert main(["fingerprint", "--detect", str(tmp_path), "x.png"]) == 2
     assert "not a fingerprint folder" in caplog.text
     assert main(["lineage", "--fingerprints", "a", "--real", "r", "--out", "o"]) == 2
