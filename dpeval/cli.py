@@ -6,6 +6,7 @@ function here loads what the command needs, calls the module that does the work,
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -85,6 +86,36 @@ def run_attribute_score(config) -> int:
     return 0
 
 
+def run_fingerprint(config) -> int:
+    """``dpeval fingerprint``: train a fingerprint, or label IMAGES with one (``--detect``)."""
+    if config.detect is not None:
+        from dpeval.fingerprint.detect import detect
+
+        failed = 0
+        for record in detect(config.detect, config.images, config.batch_size, config.device):
+            failed += "error" in record
+            print(json.dumps(record), flush=True)
+        if failed:
+            logger.warning("%d image(s) could not be labelled (see their error records)", failed)
+        return 0
+    from dpeval.fingerprint.engine import train
+
+    summary = train(config)
+    print(
+        f"wrote {summary['fingerprint']}: mu_real {summary['mu_real']:.5f}, "
+        f"mu_fake {summary['mu_fake']:.5f}, {summary['seconds_per_epoch']:.2f} s/epoch"
+    )
+    return 0
+
+
+def run_lineage(config) -> int:
+    """``dpeval lineage``: cross-detection and fingerprint correlation matrices, dendrogram."""
+    from dpeval.fingerprint.lineage import run_lineage as run
+
+    print(run(config).to_markdown())
+    return 0
+
+
 COMMANDS = {
     "probe": Command(
         config="dpeval.probe:ProbeConfig",
@@ -127,6 +158,24 @@ COMMANDS = {
         description="Per patch and per image class probabilities and open-set scores of a dpgen "
         "evalset under an attributor saved by 'attribute fit'; closed-set metrics on known "
         "classes and open-set metrics for --unseen generators. See docs/attribute.md.",
+    ),
+    "fingerprint": Command(
+        config="dpeval.fingerprint.config:FingerprintConfig",
+        run="dpeval.cli:run_fingerprint",
+        help="train a Deep Image Fingerprint (Sinitsa & Fried) or detect with one",
+        description="Train a fingerprint on --real and --fake images (a U-Net with a fixed "
+        "random input whose output correlates with one class's residuals) and write it to "
+        "--out; or, with --detect F IMAGES..., print one JSON line per image with its rho and "
+        "label (nearest class centre). See docs/fingerprint.md.",
+    ),
+    "lineage": Command(
+        config="dpeval.fingerprint.config:LineageConfig",
+        run="dpeval.cli:run_lineage",
+        help="model lineage from fingerprints: cross-detection, correlation, dendrogram",
+        description="Score held-out images of each generator (--images NAME=DIR) and real "
+        "images (--real) with every fingerprint (--fingerprints F1,F2,...), correlate the "
+        "fingerprints, cluster them (SciPy, average linkage on 1 - NCC); CSV, JSON and PNG "
+        "in --out. See docs/fingerprint.md.",
     ),
 }
 

@@ -12,8 +12,8 @@ From that one declaration come
 - a JSON-able record of the run's settings (`to_dict`), for provenance and model cards.
 
 Annotations understood: ``bool`` (``--flag/--no-flag``), ``int``, ``float``, ``str``, ``Path``,
-``X | None``, ``tuple[X, ...]`` / ``list[X]`` (comma-separated on the command line, a list in a
-file), fixed ``tuple[X, Y]`` (``nargs=2``) and ``dict[str, str]`` (``--flag NAME=VALUE``,
+``X | None``, ``tuple[X, ...]`` / ``list[X]`` (comma-separated or repeated on the command line,
+a list in a file), fixed ``tuple[X, Y]`` (``nargs=2``) and ``dict[str, str]`` (``--flag NAME=VALUE``,
 repeatable; a mapping in a file). A field may name its own string parser (``parse=``) for
 spellings such as ``4x4``.
 
@@ -295,8 +295,10 @@ class Options:
         convert = meta.get("parse") or kind.items[0]
         if kind.kind == "bool":
             kwargs["action"] = argparse.BooleanOptionalAction
+        elif kind.kind == "list" and not meta.get("positional"):
+            kwargs["action"] = "append"  # repeated or comma-separated: split in from_namespace
         elif kind.kind == "list":
-            kwargs["type"] = str  # split and converted in from_namespace
+            kwargs["type"] = str
         elif kind.kind == "pair" and meta.get("parse") is None:
             kwargs["nargs"] = len(kind.items)
         elif kind.kind == "dict":
@@ -346,8 +348,8 @@ class Options:
             value = getattr(args, name, None)
             if value is None or value == []:
                 continue
-            if kinds[name].kind == "list" and isinstance(value, str):
-                value = _split_list(value)
+            if kinds[name].kind == "list" and not f.metadata.get("positional"):
+                value = [item for text in value for item in _split_list(text)]
             try:
                 out[name] = _coerce(f, kinds[name], value)
             except ValueError as err:

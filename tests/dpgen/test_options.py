@@ -53,6 +53,7 @@ def test_every_field_has_a_flag_and_every_flag_a_field():
 
 
 def test_defaults_and_types_from_the_command_line():
+    assert parse(["--out", "o", "--names", "a,b", "--names", "c"]).names == ("a", "b", "c")
     c = parse(["--out", "o", "f1", "f2", "--size", "8", "--names", "p,q", "--band", "0.1", "0.3",
                "--grid", "2x3", "--paths", "a=1", "--paths", "b=2", "--cap", "5", "--fast"])  # fmt: skip
     assert c.out == Path("o") and c.inputs == ["f1", "f2"] and c.size == 8

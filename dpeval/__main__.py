@@ -1,0 +1,7 @@
+"""``python -m dpeval``."""
+
+import sys
+
+from dpeval.cli import main
+
+sys.exit(main())
