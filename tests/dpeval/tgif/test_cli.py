@@ -61,7 +61,7 @@ def test_end_to_end_json_baseline_and_resume(
     # the reader's counts per split are logged and kept
     assert "validation" in caplog.text and "originals" in caplog.text
     assert results["reader"]["counts"]["training"]["sd2"] == {"bbox": 3, "segm": 3, "random": 3}
-    for conv in ("tgif", "trufor"):
+    for conv in ("tgif", "trufor_tgif"):
         for gen in GENERATORS:
             for cell in ("bbox", "segm", "random", "semantic"):
                 assert 0.0 <= results["f1"][conv][gen][cell] <= 1.0
