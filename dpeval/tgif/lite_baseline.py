@@ -251,6 +251,16 @@ class LiteBaseline(
         model.extractor.load_state_dict(extractor.state_dict())
         return model
 
+    @property
+    def min_side(self) -> int:
+        """The smallest input side (pixels) the RGB encoder accepts: at each stage its
+        spatial-reduction conv (kernel = stride = sr_ratio) needs sr_ratio cells. 32 for MiT."""
+        config, stride, need = self.rgb_encoder.config, 1, 1
+        for step, ratio in zip(config.strides, config.sr_ratios, strict=True):
+            stride *= step
+            need = max(need, stride * ratio)
+        return need
+
     def train(self, mode: bool = True) -> LiteBaseline:
         super().train(mode)
         self.extractor.eval()  # frozen: BN keeps its pretraining statistics

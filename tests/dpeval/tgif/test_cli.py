@@ -2,12 +2,16 @@
 
 import json
 import logging
+from pathlib import Path
 
 import pytest
 import torch
+from huggingface_hub import HfApi
 
 from dpeval.cli import main
 from dpeval.extractors import load_extractor
+from dpeval.tgif import card
+from dpeval.tgif.card import MODEL_FILES, load_localizer
 from dpeval.tgif.reader import GENERATORS
 from dptrain.model import dncnn
 
@@ -38,10 +42,47 @@ def test_noiseprint_formats_load_through_the_extractor_path(tmp_path):
         load_extractor(f"noiseprint++:{tmp_path / 'bad.pth'}")
 
 
+class RecordingApi(HfApi):
+    """The real client with its two network calls replaced by recorders."""
+
+    calls: list = []
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(token="hf_test")
+
+    def create_repo(self, repo_id, **kwargs):
+        self.calls.append(("create_repo", repo_id, kwargs))
+        return f"https://huggingface.co/{repo_id}"
+
+    def upload_folder(self, **kwargs):
+        folder = Path(kwargs["folder_path"])
+        files = sorted(p.name for p in folder.iterdir() if p.name in kwargs["allow_patterns"])
+        self.calls.append(("upload_folder", kwargs["repo_id"], {**kwargs, "files": files}))
+        return f"https://huggingface.co/{kwargs['repo_id']}/commit/abc"
+
+
+def _check_best_model(best, results):
+    """best/ is a complete Hub model with its F1 table, curves beside it, and it localizes."""
+    assert {p.name for p in best.iterdir()} >= {*MODEL_FILES, "training_curves.png"}
+    config = json.loads((best / "config.json").read_text())
+    assert config["decoder"] == "mlp" and config["extractor_config"]["out_channels"] == 4
+    readme = (best / "README.md").read_text()
+    assert "TGIF convention (headline)" in readme and "| " + results["name"] + " |" in readme
+    metrics = [
+        json.loads(line) for line in (best.parent / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert any("loss" in m for m in metrics) and any("val_f1" in m for m in metrics)
+    model = load_localizer(str(best))
+    image = torch.randint(0, 256, (1, 3, 48, 40), dtype=torch.uint8)
+    assert model(image).shape == (1, 1, 48, 40)
+
+
 def test_end_to_end_json_baseline_and_resume(
-    tgif_root, tiny_extractor_dir, tiny_segformer_dir, tmp_path, capsys, caplog
+    tgif_root, tiny_extractor_dir, tiny_segformer_dir, tmp_path, capsys, caplog, monkeypatch
 ):
     caplog.set_level(logging.INFO)
+    monkeypatch.setattr(card, "HfApi", RecordingApi)
+    RecordingApi.calls = []
     run_a = tmp_path / "a"
     assert (
         main(
@@ -76,6 +117,11 @@ def test_end_to_end_json_baseline_and_resume(
     ):
         assert (run_a / name).is_file()
     assert [p.name for p in run_a.glob("checkpoint-*")] == ["checkpoint-2"]
+    _check_best_model(run_a / "best", results)
+    # a new run into a folder holding an earlier run's checkpoint needs an explicit resume
+    caplog.clear()
+    assert main(_args(tiny_extractor_dir, tgif_root, tiny_segformer_dir, run_a)) == 2
+    assert "checkpoint-2 of an earlier run" in caplog.text
 
     # resume: continues from checkpoint-2 to step 3, with a baseline for the delta row
     run_args = _args(tiny_extractor_dir, tgif_root, tiny_segformer_dir, run_a, "--max-steps", "3")
@@ -89,6 +135,9 @@ def test_end_to_end_json_baseline_and_resume(
                 str(run_a / "results.json"),
                 "--name",
                 "resumed",
+                "--push-to-hub",
+                "--hub-model-id",
+                "org/lite-baseline",
             ]
         )
         == 0
@@ -102,3 +151,10 @@ def test_end_to_end_json_baseline_and_resume(
         and "TGIF convention" in table
     )
     assert "| resumed |" in table and "(baseline) |" in table
+    # --push-to-hub uploads best/ (checked at the network boundary: no request is sent)
+    assert [c[:2] for c in RecordingApi.calls] == [
+        ("create_repo", "org/lite-baseline"),
+        ("upload_folder", "org/lite-baseline"),
+    ]
+    upload = RecordingApi.calls[1][2]
+    assert Path(upload["folder_path"]) == run_a / "best" and upload["files"] == sorted(MODEL_FILES)
