@@ -158,3 +158,32 @@ def test_end_to_end_json_baseline_and_resume(
     ]
     upload = RecordingApi.calls[1][2]
     assert Path(upload["folder_path"]) == run_a / "best" and upload["files"] == sorted(MODEL_FILES)
+
+
+def test_bad_inputs_are_one_line_errors_before_fine_tuning(
+    tgif_root, tiny_extractor_dir, tiny_segformer_dir, tmp_path, caplog
+):
+    (tmp_path / "bad.json").write_text('{"f1": {"tgif": {}}}')
+    (tmp_path / "checkpoint-3").mkdir()  # no marker: an interrupted save
+    good = (tiny_extractor_dir, tgif_root, tiny_segformer_dir)
+    cases = [
+        (good, ["--baseline", str(tmp_path / "bad.json")], "not a dpeval tgif results file"),
+        (good, ["--baseline", str(tmp_path / "none.json")], "cannot read results JSON"),
+        ((tiny_extractor_dir, tmp_path / "nope", tiny_segformer_dir), [], "not a folder"),
+        (good, ["--resume-from-checkpoint", str(tmp_path / "checkpoint-3")], "incomplete"),
+        (good, ["--push-to-hub", "--hub-model-id", "a/b/c"], "not a valid repo id"),
+        ((tmp_path / "missing", tgif_root, tiny_segformer_dir), [], "no such model folder"),
+    ]
+    for (extractor, data, seg), extra, message in cases:
+        caplog.clear()
+        out = tmp_path / "out"
+        assert main([*_args(extractor, data, seg, out), *extra]) == 2, message
+        errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+        assert len(errors) == 1 and message in errors[0] and "\n" not in errors[0], errors
+        assert not list(out.glob("checkpoint-*"))
+    # the ImageNet-pretrained encoder offline: one line with the way out
+    caplog.clear()
+    args = _args(tiny_extractor_dir, tgif_root, tiny_segformer_dir, tmp_path / "out")
+    args[args.index("random")] = "imagenet"
+    assert main(args) == 2
+    assert "--rgb-encoder-init random" in caplog.text

@@ -1,0 +1,171 @@
+#!/usr/bin/env python
+"""Kill `dpeval tgif` with SIGKILL at random moments, resume it each time, compare the end result
+with an uninterrupted run of the same settings.
+
+Every attempt runs ``dpeval tgif ... --resume-from-checkpoint latest`` in the same output folder
+and is killed after a random delay (drawn between half the time the reference run needed to
+reach its first training step and the reference run's whole duration), so kills land while
+loading, training, validating, writing a checkpoint, scoring or publishing (a run that already
+finished is resumed from its last checkpoint and publishes again). After ``--kills`` kills one
+last attempt runs to the end. Printed: each kill (delay, the newest complete checkpoint before
+and after, whether a half-written checkpoint was left), then the comparison: SHA-256 of
+``best/model.safetensors``, the F1 tables and training summary of ``results.json``, the
+per-image scores and the loss per step. Exit status 1 on any difference.
+
+Runs on the embedded default (CPU, tiny models, the TGIF-shaped fixture), e.g.::
+
+    python scripts/kill_resume_tgif.py --kills 10 --workdir /tmp/kill-tgif
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from transformers import SegformerConfig
+
+from dpeval.tgif.fixture import make_tgif_fixture
+from dpgen.checkpoints import incomplete_checkpoints, list_checkpoints
+from dptrain.curves import read_metrics
+from dptrain.model import DiffusionPrint
+
+TINY_SEGFORMER = {"hidden_sizes": [16, 32, 40, 64], "depths": [1, 1, 1, 1],
+                  "num_attention_heads": [1, 1, 1, 1], "decoder_hidden_size": 32}  # fmt: skip
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--workdir", type=Path, required=True, help="scratch folder (created)")
+    p.add_argument("--kills", type=int, default=10, help="SIGKILLs before the last attempt")
+    p.add_argument("--max-steps", type=int, default=30, help="fine-tuning steps (5 per epoch)")
+    p.add_argument("--data", help="TGIF-shaped tree (default: build the fixture in --workdir)")
+    p.add_argument("--extractor", help="extractor folder (default: a tiny random DiffusionPrint)")
+    p.add_argument("--rgb-encoder", help="SegFormer config folder (default: a tiny one)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the kill delays")
+    p.add_argument("--threads", default="1", help="OMP_NUM_THREADS of every run")
+    return p.parse_args()
+
+
+def prepare(args: argparse.Namespace) -> tuple[str, str, str]:
+    """The data, extractor and RGB-encoder specs (tiny ones built in the workdir if not given)."""
+    work = args.workdir
+    data = args.data or str(work / "fixture")
+    if not args.data and not Path(data).is_dir():
+        make_tgif_fixture(data)
+    extractor = args.extractor or str(work / "tiny-dp")
+    if not args.extractor:
+        torch.manual_seed(0)
+        DiffusionPrint(out_channels=4, width=8, depth=3).save_pretrained(extractor)
+    rgb = args.rgb_encoder or str(work / "tiny-segformer")
+    if not args.rgb_encoder:
+        SegformerConfig(**TINY_SEGFORMER).save_pretrained(rgb)
+    return data, extractor, rgb
+
+
+def command(data: str, extractor: str, rgb: str, out: Path, max_steps: int) -> list[str]:
+    return [
+        sys.executable, "-m", "dpeval.cli", "tgif", "--extractor", extractor, "--data", data,
+        "--rgb-encoder", rgb, "--rgb-encoder-init", "random", "--crop-size", "32",
+        "--batch-size", "3", "--effective-batch", "6", "--num-workers", "1",
+        "--figure-images", "0", "--max-steps", str(max_steps), "--output-dir", str(out),
+        "--resume-from-checkpoint", "latest", "--name", "run",
+    ]  # fmt: skip
+
+
+def newest(out: Path) -> str:
+    found = list_checkpoints(out) if out.is_dir() else []
+    return found[-1].name if found else "-"
+
+
+def reference_run(cmd: list[str], out: Path, env: dict) -> tuple[float, float]:
+    """Run to the end; returns (seconds to the first logged step, total seconds)."""
+    start, first = time.monotonic(), None
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while proc.poll() is None:
+        if first is None and (out / "metrics.jsonl").is_file():
+            if any('"loss"' in line for line in (out / "metrics.jsonl").read_text().splitlines()):
+                first = time.monotonic() - start
+        time.sleep(0.05)
+    if proc.returncode != 0:
+        sys.exit(f"reference run failed with status {proc.returncode}")
+    total = time.monotonic() - start
+    return first or total / 2, total
+
+
+def killed_runs(cmd: list[str], out: Path, env: dict, args, window) -> list[dict]:
+    """Start, kill after a random delay, repeat ``--kills`` times; returns what happened."""
+    rng, log, attempts = random.Random(args.seed), [], 0
+    while sum(k["killed"] for k in log) < args.kills and attempts < 3 * args.kills:
+        attempts += 1
+        delay, before = rng.uniform(*window), newest(out)
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            proc.wait(timeout=delay)
+            killed = False
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            killed = True
+        log.append({"delay_s": round(delay, 2), "killed": killed, "before": before,
+                    "after": newest(out), "partial_checkpoint": bool(incomplete_checkpoints(out))})  # fmt: skip
+    final = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if final.returncode != 0:
+        sys.exit(f"last resumed run failed with status {final.returncode}")
+    return log
+
+
+def fingerprint(out: Path) -> dict:
+    """What must be identical: weights, tables, training summary, per-image scores, losses."""
+    results = json.loads((out / "results.json").read_text())
+    training = {k: v for k, v in results["training"].items() if k != "config"}
+    rows = (out / "per_image.jsonl").read_text()
+    losses = read_metrics(out / "metrics.jsonl")["loss"]
+    return {
+        "best/model.safetensors": hashlib.sha256((out / "best" / "model.safetensors").read_bytes()).hexdigest(),
+        "results f1 + n_images": hashlib.sha256(json.dumps([results["f1"], results["n_images"]], sort_keys=True).encode()).hexdigest(),
+        "training": json.dumps(training, sort_keys=True),
+        "per_image.jsonl": hashlib.sha256(rows.replace(str(out), "OUT").encode()).hexdigest(),
+        "loss per step": hashlib.sha256(json.dumps(losses).encode()).hexdigest(),
+    }  # fmt: skip
+
+
+def main() -> int:
+    args = parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    data, extractor, rgb = prepare(args)
+    env = {**os.environ, "OMP_NUM_THREADS": args.threads, "HF_HUB_OFFLINE": "1"}
+    ref, killed = args.workdir / "reference", args.workdir / "killed"
+    for folder in (ref, killed):
+        if folder.exists():
+            sys.exit(f"{folder}: exists; use a fresh --workdir")
+    first, total = reference_run(command(data, extractor, rgb, ref, args.max_steps), ref, env)
+    print(f"reference run: {total:.1f} s, first training step logged after {first:.1f} s")
+    window = (first / 2, total)
+    log = killed_runs(
+        command(data, extractor, rgb, killed, args.max_steps), killed, env, args, window
+    )
+    print(f"{sum(k['killed'] for k in log)} SIGKILLs in {len(log)} attempts, delays drawn in "
+          f"[{window[0]:.1f}, {window[1]:.1f}] s, then one run to the end")  # fmt: skip
+    print("| attempt | delay s | killed | newest checkpoint before | after | half-written left |")
+    print("|---|---|---|---|---|---|")
+    for i, k in enumerate(log, 1):
+        print(f"| {i} | {k['delay_s']} | {k['killed']} | {k['before']} | {k['after']} | "
+              f"{k['partial_checkpoint']} |")  # fmt: skip
+    a, b = fingerprint(ref), fingerprint(killed)
+    for key in a:
+        same = "identical" if a[key] == b[key] else "DIFFERENT"
+        print(f"{key}: {same} ({a[key][:16]} vs {b[key][:16]})")
+    return 0 if a == b else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
