@@ -253,6 +253,12 @@ class _InFlight:
     n_tiles: int
     remaining: int
 
+    def add(self, tile: Tile, prob: np.ndarray) -> bool:
+        """Blend in one tile's map; True when it was the last one."""
+        self.blender.add(tile, prob)
+        self.remaining -= 1
+        return self.remaining == 0
+
 
 @dataclass
 class _Job:
@@ -314,12 +320,9 @@ def localize(config: LocalizeConfig) -> Summary:
     decoded = _decode_all(todo, summary, progress)
     batch_size = config.batch_size or (GPU_BATCH if device.startswith("cuda") else 1)
     for batch in _batches(_jobs(decoded, config.max_side, config.tile_overlap), batch_size):
-        for job, prob in zip(
-            batch, predict_tiles(model, [j.pixels for j in batch], device), strict=True
-        ):
-            job.state.blender.add(job.tile, prob)
-            job.state.remaining -= 1
-            if job.state.remaining == 0:
+        probs = predict_tiles(model, [job.pixels for job in batch], device)
+        for job, prob in zip(batch, probs, strict=True):
+            if job.state.add(job.tile, prob):  # the image's last tile
                 _finish(job.state, out, config.threshold)
                 summary.localized += 1
                 progress.update(1)

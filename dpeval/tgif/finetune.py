@@ -157,7 +157,7 @@ def finetune(
     accelerator: Accelerator,
     resume: Path | None = None,
 ) -> dict:
-    """Train ``model`` in place and load the validation-best weights into it at the end.
+    """Train ``model`` in place; the main process loads the validation-best weights at the end.
 
     Args:
         resume: a complete checkpoint to continue from (`dpgen.checkpoints.resolve_checkpoint`).
@@ -187,8 +187,8 @@ def finetune(
     batches = iter(step_loader(crops, first, stop, config.num_workers, config.seed))
     loop = _Loop(model, optimizer, batches, plan, val, best, Path(output_dir), accelerator)
     loop.run(step)
-    model = accelerator.unwrap_model(model)
-    model.load_state_dict(best.weights)
+    if accelerator.is_main_process:  # only the main process validates, keeps and reports
+        accelerator.unwrap_model(model).load_state_dict(best.weights)
     return {
         "best_step": best.step,
         "best_val_f1": best.f1,

@@ -13,10 +13,12 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, set_seed
 
@@ -89,7 +91,11 @@ def run_tgif(config: TgifConfig) -> tuple[dict | None, str]:
     inputs = check_inputs(config)
     model = build_model(config)
     out = Path(config.output_dir)
+    # Ranks started by a launcher on a machine without a GPU: accelerate picks gloo only when
+    # told to use the CPU (as dptrain does).
+    multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
     accelerator = Accelerator(
+        cpu=multi_cpu,
         log_with=trackers(config, out),
         project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
     )
