@@ -3,10 +3,12 @@
 with an uninterrupted run of the same settings.
 
 Every attempt runs ``dpeval tgif ... --resume-from-checkpoint latest`` in the same output folder
-and is killed after a random delay (drawn between half the time the reference run needed to
-reach its first training step and the reference run's whole duration), so kills land while
-loading, training, validating, writing a checkpoint, scoring or publishing (a run that already
-finished is resumed from its last checkpoint and publishes again). After ``--kills`` kills one
+and is killed at a random moment: one attempt in four while loading (a delay after its start,
+uniform in the reference run's start-up time), the others a delay after the attempt logs its
+first training step (uniform in the reference's time from its first step to its end), so kills
+land while training, validating, writing a checkpoint, scoring or publishing (an attempt that
+finished first does not count as a kill; a finished run resumed from its last checkpoint
+scores and publishes again). After ``--kills`` kills one
 last attempt runs to the end. Printed: each kill (delay, the newest complete checkpoint before
 and after, whether a half-written checkpoint was left), then the comparison: SHA-256 of
 ``best/model.safetensors``, the F1 tables and training summary of ``results.json``, the
@@ -101,22 +103,41 @@ def reference_run(cmd: list[str], out: Path, env: dict) -> tuple[float, float]:
     return first or total / 2, total
 
 
-def killed_runs(cmd: list[str], out: Path, env: dict, args, window) -> list[dict]:
-    """Start, kill after a random delay, repeat ``--kills`` times; returns what happened."""
+def _lines(path: Path) -> int:
+    return len(path.read_text().splitlines()) if path.is_file() else 0
+
+
+def attempt(cmd: list[str], out: Path, env: dict, phase: str, delay: float) -> bool:
+    """Run once; SIGKILL it ``delay`` s after its start (``load``) or after it logs its first
+    training step (``train``). Returns whether it was killed (False: it finished first)."""
+    metrics, before = out / "metrics.jsonl", _lines(out / "metrics.jsonl")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    clock = time.monotonic() if phase == "load" else None
+    while proc.poll() is None:
+        if clock is None and _lines(metrics) > before:
+            clock = time.monotonic()
+        if clock is not None and time.monotonic() - clock >= delay:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def killed_runs(cmd: list[str], out: Path, env: dict, args, first: float, total: float) -> list:
+    """Start, kill, repeat until ``--kills`` kills; one in four while loading (uniform in the
+    reference's start-up time), the others while training, validating, checkpointing, scoring
+    or publishing (uniform in the reference's time after its first step)."""
     rng, log, attempts = random.Random(args.seed), [], 0
     while sum(k["killed"] for k in log) < args.kills and attempts < 3 * args.kills:
         attempts += 1
-        delay, before = rng.uniform(*window), newest(out)
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            proc.wait(timeout=delay)
-            killed = False
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-            killed = True
-        log.append({"delay_s": round(delay, 2), "killed": killed, "before": before,
-                    "after": newest(out), "partial_checkpoint": bool(incomplete_checkpoints(out))})  # fmt: skip
+        phase = "load" if rng.random() < 0.25 else "train"
+        delay = rng.uniform(0, first if phase == "load" else total - first)
+        before = newest(out)
+        killed = attempt(cmd, out, env, phase, delay)
+        log.append({"phase": phase, "delay_s": round(delay, 2), "killed": killed,
+                    "before": before, "after": newest(out),
+                    "partial_checkpoint": bool(incomplete_checkpoints(out))})  # fmt: skip
     final = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     if final.returncode != 0:
         sys.exit(f"last resumed run failed with status {final.returncode}")
@@ -149,17 +170,22 @@ def main() -> int:
             sys.exit(f"{folder}: exists; use a fresh --workdir")
     first, total = reference_run(command(data, extractor, rgb, ref, args.max_steps), ref, env)
     print(f"reference run: {total:.1f} s, first training step logged after {first:.1f} s")
-    window = (first / 2, total)
-    log = killed_runs(
-        command(data, extractor, rgb, killed, args.max_steps), killed, env, args, window
+    cmd = command(data, extractor, rgb, killed, args.max_steps)
+    log = killed_runs(cmd, killed, env, args, first, total)
+    print(
+        f"{sum(k['killed'] for k in log)} SIGKILLs in {len(log)} attempts, then one run to "
+        "the end; delay after the start (load) or after the attempt's first step (train)"
     )
-    print(f"{sum(k['killed'] for k in log)} SIGKILLs in {len(log)} attempts, delays drawn in "
-          f"[{window[0]:.1f}, {window[1]:.1f}] s, then one run to the end")  # fmt: skip
-    print("| attempt | delay s | killed | newest checkpoint before | after | half-written left |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| attempt | phase | delay s | killed | newest checkpoint before | after | "
+        "half-written left |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for i, k in enumerate(log, 1):
-        print(f"| {i} | {k['delay_s']} | {k['killed']} | {k['before']} | {k['after']} | "
-              f"{k['partial_checkpoint']} |")  # fmt: skip
+        print(
+            f"| {i} | {k['phase']} | {k['delay_s']} | {k['killed']} | {k['before']} | "
+            f"{k['after']} | {k['partial_checkpoint']} |"
+        )
     a, b = fingerprint(ref), fingerprint(killed)
     for key in a:
         same = "identical" if a[key] == b[key] else "DIFFERENT"

@@ -101,7 +101,7 @@ def run_tgif(config: TgifConfig) -> tuple[dict | None, str]:
     )
     try:
         logger.info("%d process(es) on %s", accelerator.num_processes, accelerator.device)
-        accelerator.init_trackers("dpeval-tgif", config=config.to_dict())
+        accelerator.init_trackers("dpeval-tgif", config=_scalars(config.to_dict()))
         training = finetune(
             model, inputs.train, inputs.val, out, config, accelerator, inputs.resume
         )
@@ -113,6 +113,12 @@ def run_tgif(config: TgifConfig) -> tuple[dict | None, str]:
     finally:
         accelerator.end_training()
     return results, table
+
+
+def _scalars(values: dict) -> dict:
+    """Settings as trackers accept them (TensorBoard's hparams: bool, str, int, float, None)."""
+    plain = (bool, str, int, float, type(None))
+    return {k: v if isinstance(v, plain) else json.dumps(v) for k, v in values.items()}
 
 
 def check_inputs(config: TgifConfig) -> TgifInputs:
