@@ -21,10 +21,11 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, set_seed
+from tqdm.auto import tqdm
 
 from dpeval.extractors import load_extractor
 from dpeval.tgif import card
-from dpeval.tgif.evaluate import aggregate, load_rgb, predict, score_samples
+from dpeval.tgif.evaluate import aggregate, load_mask, load_rgb, predict, score_samples
 from dpeval.tgif.finetune import (
     CURVE_PANELS,
     CURVES_FILE,
@@ -126,8 +127,8 @@ def check_inputs(config: TgifConfig) -> TgifInputs:
 
     Raises:
         InputError: a bad ``--baseline``, ``--resume-from-checkpoint``, ``--hub-model-id`` or
-            ``--output-dir`` (holding an earlier run's checkpoints without a resume), or a
-            split without a usable fake.
+            ``--output-dir`` (holding an earlier run's checkpoints without a resume), a split
+            without a usable fake, or a mask that is not 0/255.
         FileNotFoundError: ``--data`` is not a folder.
     """
     baseline = load_results(config.baseline) if config.baseline else None
@@ -148,7 +149,20 @@ def check_inputs(config: TgifConfig) -> TgifInputs:
     index = read_tgif(config.data)
     _log_index(index)
     train, val, test = _splits(index, config.data)
+    check_masks([*train, *val, *test])
     return TgifInputs(index, train, val, test, baseline, resume)
+
+
+def check_masks(samples: list[TGIFSample]) -> None:
+    """Read every mask the run will use once (0/255, 8-bit), so a bad one stops the run before
+    fine-tuning rather than in the middle of it or of the scoring.
+
+    Raises:
+        dpgen.masks.MaskError: naming the first bad mask file.
+    """
+    paths = sorted({s.mask for s in samples})
+    for path in tqdm(paths, desc="checking masks", unit="mask", leave=False):
+        load_mask(path)
 
 
 def _log_index(index: TGIFIndex) -> None:

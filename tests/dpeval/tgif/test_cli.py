@@ -2,11 +2,14 @@
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from huggingface_hub import HfApi
+from PIL import Image
 
 from dpeval.cli import main
 from dpeval.extractors import load_extractor
@@ -181,6 +184,14 @@ def test_bad_inputs_are_one_line_errors_before_fine_tuning(
         errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
         assert len(errors) == 1 and message in errors[0] and "\n" not in errors[0], errors
         assert not list(out.glob("checkpoint-*"))
+    # a test mask that is not 0/255 stops the run before fine-tuning, naming the file
+    bad_tree = tmp_path / "tgif"
+    shutil.copytree(tgif_root, bad_tree)
+    bad_mask = next((bad_tree / "masks" / "testing").rglob("*_mask_bbox_512.png"))
+    Image.fromarray(np.full((64, 64), 128, np.uint8)).save(bad_mask)
+    caplog.clear()
+    assert main(_args(tiny_extractor_dir, bad_tree, tiny_segformer_dir, tmp_path / "out")) == 2
+    assert f"{bad_mask}: mask has values other than 0 and 255" in caplog.text
     # the ImageNet-pretrained encoder offline: one line with the way out
     caplog.clear()
     args = _args(tiny_extractor_dir, tgif_root, tiny_segformer_dir, tmp_path / "out")
