@@ -1,5 +1,6 @@
-"""The fine-tuned localizer as a shareable model: save_pretrained files, a card with its F1 table,
-and the Hub upload."""
+"""The fine-tuned localizer as a shareable model: saved with a card holding its F1 tables
+(`save_localizer`), loaded back strictly with one-line errors (`load_localizer`, what
+`dpeval localize` uses), and uploaded to the Hub (`push_to_hub`)."""
 
 from __future__ import annotations
 
