@@ -3,12 +3,11 @@
 with an uninterrupted run of the same settings.
 
 Every attempt runs ``dpeval tgif ... --resume-from-checkpoint latest`` in the same output folder
-and is killed at a random moment: one attempt in four while loading (a delay after its start,
-uniform in the reference run's start-up time), the others a delay after the attempt logs its
-first training step (uniform in the reference's time from its first step to its end), so kills
-land while training, validating, writing a checkpoint, scoring or publishing (an attempt that
-finished first does not count as a kill; a finished run resumed from its last checkpoint
-scores and publishes again). After ``--kills`` kills one
+and is killed at a random moment (`PHASES`): while loading, while training (within a third of
+the reference's training time after the attempt's first step, so a run is killed several times
+on its way), or later (validating, writing a checkpoint, scoring, publishing; a finished run
+resumed from its last checkpoint scores and publishes again). An attempt that finishes before
+its kill does not count as one. After ``--kills`` kills one
 last attempt runs to the end. Printed: each kill (delay, the newest complete checkpoint before
 and after, whether a half-written checkpoint was left), then the comparison: SHA-256 of
 ``best/model.safetensors``, the F1 tables and training summary of ``results.json``, the
@@ -48,7 +47,7 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--workdir", type=Path, required=True, help="scratch folder (created)")
     p.add_argument("--kills", type=int, default=10, help="SIGKILLs before the last attempt")
-    p.add_argument("--max-steps", type=int, default=30, help="fine-tuning steps (5 per epoch)")
+    p.add_argument("--max-steps", type=int, default=40, help="fine-tuning steps (5 per epoch)")
     p.add_argument("--data", help="TGIF-shaped tree (default: build the fixture in --workdir)")
     p.add_argument("--extractor", help="extractor folder (default: a tiny random DiffusionPrint)")
     p.add_argument("--rgb-encoder", help="SegFormer config folder (default: a tiny one)")
@@ -88,33 +87,47 @@ def newest(out: Path) -> str:
     return found[-1].name if found else "-"
 
 
-def reference_run(cmd: list[str], out: Path, env: dict) -> tuple[float, float]:
-    """Run to the end; returns (seconds to the first logged step, total seconds)."""
-    start, first = time.monotonic(), None
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    while proc.poll() is None:
-        if first is None and (out / "metrics.jsonl").is_file():
-            if any('"loss"' in line for line in (out / "metrics.jsonl").read_text().splitlines()):
-                first = time.monotonic() - start
-        time.sleep(0.05)
-    if proc.returncode != 0:
-        sys.exit(f"reference run failed with status {proc.returncode}")
-    total = time.monotonic() - start
-    return first or total / 2, total
+def _loss_lines(path: Path) -> int:
+    if not path.is_file():
+        return 0
+    return sum('"loss"' in line for line in path.read_text().splitlines())
 
 
 def _lines(path: Path) -> int:
     return len(path.read_text().splitlines()) if path.is_file() else 0
 
 
+def reference_run(cmd: list[str], out: Path, env: dict, steps: int) -> dict:
+    """Run to the end; returns when (s after the start) it logged its first and last step, and
+    when it ended."""
+    start, marks = time.monotonic(), {}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while proc.poll() is None:
+        logged = _loss_lines(out / "metrics.jsonl")
+        if logged and "first" not in marks:
+            marks["first"] = time.monotonic() - start
+        if logged >= steps and "last" not in marks:
+            marks["last"] = time.monotonic() - start
+        time.sleep(0.02)
+    if proc.returncode != 0:
+        sys.exit(f"reference run failed with status {proc.returncode}")
+    marks["end"] = time.monotonic() - start
+    marks.setdefault("first", marks["end"] / 2)
+    marks.setdefault("last", marks["end"])
+    return marks
+
+
 def attempt(cmd: list[str], out: Path, env: dict, phase: str, delay: float) -> bool:
-    """Run once; SIGKILL it ``delay`` s after its start (``load``) or after it logs its first
-    training step (``train``). Returns whether it was killed (False: it finished first)."""
-    metrics, before = out / "metrics.jsonl", _lines(out / "metrics.jsonl")
+    """Run once and SIGKILL it ``delay`` s after its start (``load``), after it logs its first
+    training step (``train``) or after its trackers start (``late``: also a run that resumes
+    from its last checkpoint and only scores and publishes). Returns whether it was killed."""
+    metrics = out / "metrics.jsonl"
+    count = _loss_lines if phase == "train" else _lines
+    before = count(metrics)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     clock = time.monotonic() if phase == "load" else None
     while proc.poll() is None:
-        if clock is None and _lines(metrics) > before:
+        if clock is None and count(metrics) > before:
             clock = time.monotonic()
         if clock is not None and time.monotonic() - clock >= delay:
             os.kill(proc.pid, signal.SIGKILL)
@@ -124,16 +137,24 @@ def attempt(cmd: list[str], out: Path, env: dict, phase: str, delay: float) -> b
     return False
 
 
-def killed_runs(cmd: list[str], out: Path, env: dict, args, first: float, total: float) -> list:
-    """Start, kill, repeat until ``--kills`` kills; one in four while loading (uniform in the
-    reference's start-up time), the others while training, validating, checkpointing, scoring
-    or publishing (uniform in the reference's time after its first step)."""
+#: Kill phases and their odds: while loading, within a third of the training, or anywhere later.
+PHASES = (("load", 0.25), ("train", 0.5), ("late", 0.25))
+
+
+def killed_runs(cmd: list[str], out: Path, env: dict, args, marks: dict) -> list:
+    """Start, kill, repeat until ``--kills`` kills, then run once to the end.
+
+    Delays: ``load`` uniform in the reference's start-up time; ``train`` uniform in a third of
+    its training time (so a run is killed several times while training); ``late`` uniform in
+    its time from the first step to the end (validation, checkpoints, scoring, publishing).
+    """
     rng, log, attempts = random.Random(args.seed), [], 0
+    spans = {"load": marks["first"], "train": (marks["last"] - marks["first"]) / 3,
+             "late": marks["end"] - marks["first"]}  # fmt: skip
     while sum(k["killed"] for k in log) < args.kills and attempts < 3 * args.kills:
         attempts += 1
-        phase = "load" if rng.random() < 0.25 else "train"
-        delay = rng.uniform(0, first if phase == "load" else total - first)
-        before = newest(out)
+        phase = rng.choices([p for p, _ in PHASES], [w for _, w in PHASES])[0]
+        delay, before = rng.uniform(0, spans[phase]), newest(out)
         killed = attempt(cmd, out, env, phase, delay)
         log.append({"phase": phase, "delay_s": round(delay, 2), "killed": killed,
                     "before": before, "after": newest(out),
@@ -168,13 +189,18 @@ def main() -> int:
     for folder in (ref, killed):
         if folder.exists():
             sys.exit(f"{folder}: exists; use a fresh --workdir")
-    first, total = reference_run(command(data, extractor, rgb, ref, args.max_steps), ref, env)
-    print(f"reference run: {total:.1f} s, first training step logged after {first:.1f} s")
+    marks = reference_run(command(data, extractor, rgb, ref, args.max_steps), ref, env,
+                          args.max_steps)  # fmt: skip
+    print(
+        f"reference run: {marks['end']:.1f} s; steps 1..{args.max_steps} logged at "
+        f"{marks['first']:.1f}..{marks['last']:.1f} s"
+    )
     cmd = command(data, extractor, rgb, killed, args.max_steps)
-    log = killed_runs(cmd, killed, env, args, first, total)
+    log = killed_runs(cmd, killed, env, args, marks)
     print(
         f"{sum(k['killed'] for k in log)} SIGKILLs in {len(log)} attempts, then one run to "
-        "the end; delay after the start (load) or after the attempt's first step (train)"
+        "the end; delay after the start (load), after the attempt's first step (train) or "
+        "after its trackers start (late)"
     )
     print(
         "| attempt | phase | delay s | killed | newest checkpoint before | after | "
