@@ -3,7 +3,7 @@
 with an uninterrupted run of the same settings.
 
 Every attempt runs ``dpeval tgif ... --resume-from-checkpoint latest`` in the same output folder
-and is killed at a random moment (`PHASES`): while loading, while training (within a third of
+and is killed at a random moment (`PHASES`): while loading, while training (within a quarter of
 the reference's training time after the attempt's first step, so a run is killed several times
 on its way), or later (validating, writing a checkpoint, scoring, publishing; a finished run
 resumed from its last checkpoint scores and publishes again). An attempt that finishes before
@@ -47,7 +47,7 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--workdir", type=Path, required=True, help="scratch folder (created)")
     p.add_argument("--kills", type=int, default=10, help="SIGKILLs before the last attempt")
-    p.add_argument("--max-steps", type=int, default=40, help="fine-tuning steps (5 per epoch)")
+    p.add_argument("--max-steps", type=int, default=100, help="fine-tuning steps (5 per epoch)")
     p.add_argument("--data", help="TGIF-shaped tree (default: build the fixture in --workdir)")
     p.add_argument("--extractor", help="extractor folder (default: a tiny random DiffusionPrint)")
     p.add_argument("--rgb-encoder", help="SegFormer config folder (default: a tiny one)")
@@ -137,23 +137,24 @@ def attempt(cmd: list[str], out: Path, env: dict, phase: str, delay: float) -> b
     return False
 
 
-#: Kill phases and their odds: while loading, within a third of the training, or anywhere later.
-PHASES = (("load", 0.25), ("train", 0.5), ("late", 0.25))
+#: Kill phases and their odds while the run still trains, and once its training is complete.
+PHASES = {"training": {"load": 0.2, "train": 0.6, "late": 0.2}, "done": {"load": 0.5, "late": 0.5}}
 
 
 def killed_runs(cmd: list[str], out: Path, env: dict, args, marks: dict) -> list:
     """Start, kill, repeat until ``--kills`` kills, then run once to the end.
 
-    Delays: ``load`` uniform in the reference's start-up time; ``train`` uniform in a third of
-    its training time (so a run is killed several times while training); ``late`` uniform in
-    its time from the first step to the end (validation, checkpoints, scoring, publishing).
+    Delays: ``load`` uniform in the reference's start-up time; ``train`` uniform in a quarter
+    of its training time (so a run is killed several times while training); ``late`` uniform
+    in its time from the first step to the end (validation, checkpoints, scoring, publishing).
     """
     rng, log, attempts = random.Random(args.seed), [], 0
-    spans = {"load": marks["first"], "train": (marks["last"] - marks["first"]) / 3,
+    spans = {"load": marks["first"], "train": (marks["last"] - marks["first"]) / 4,
              "late": marks["end"] - marks["first"]}  # fmt: skip
     while sum(k["killed"] for k in log) < args.kills and attempts < 3 * args.kills:
         attempts += 1
-        phase = rng.choices([p for p, _ in PHASES], [w for _, w in PHASES])[0]
+        stage = "done" if newest(out) == f"checkpoint-{args.max_steps}" else "training"
+        phase = rng.choices(list(PHASES[stage]), list(PHASES[stage].values()))[0]
         delay, before = rng.uniform(0, spans[phase]), newest(out)
         killed = attempt(cmd, out, env, phase, delay)
         log.append({"phase": phase, "delay_s": round(delay, 2), "killed": killed,
