@@ -3,15 +3,14 @@
 with an uninterrupted run of the same settings.
 
 Every attempt runs ``dpeval tgif ... --resume-from-checkpoint latest`` in the same output folder
-and is killed at a random moment (`PHASES`): while loading, while training (within a quarter of
-the reference's training time after the attempt's first step, so a run is killed several times
-on its way), or later (validating, writing a checkpoint, scoring, publishing; a finished run
-resumed from its last checkpoint scores and publishes again). An attempt that finishes before
-its kill does not count as one. After ``--kills`` kills one
-last attempt runs to the end. Printed: each kill (delay, the newest complete checkpoint before
+and is killed at a random moment (`killed_runs`): while loading, at a random training step
+(in the step, its validation or its checkpoint save), or, once training is complete, while
+scoring and publishing (a finished run resumed from its last checkpoint scores and publishes
+again). An attempt that finishes before its kill does not count as one. After ``--kills`` kills one
+last attempt runs to the end. Printed: each kill (when, the newest complete checkpoint before
 and after, whether a half-written checkpoint was left), then the comparison: SHA-256 of
-``best/model.safetensors``, the F1 tables and training summary of ``results.json``, the
-per-image scores and the loss per step. Exit status 1 on any difference.
+``best/model.safetensors`` and of the last checkpoint's weights and optimizer state, the F1
+tables and training summary of ``results.json``, the per-image scores and the loss per step. Exit status 1 on any difference.
 
 Runs on the embedded default (CPU, tiny models, the TGIF-shaped fixture), e.g.::
 
@@ -117,63 +116,91 @@ def reference_run(cmd: list[str], out: Path, env: dict, steps: int) -> dict:
     return marks
 
 
-def attempt(cmd: list[str], out: Path, env: dict, phase: str, delay: float) -> bool:
-    """Run once and SIGKILL it ``delay`` s after its start (``load``), after it logs its first
-    training step (``train``) or after its trackers start (``late``: also a run that resumes
-    from its last checkpoint and only scores and publishes). Returns whether it was killed."""
-    metrics = out / "metrics.jsonl"
-    count = _loss_lines if phase == "train" else _lines
-    before = count(metrics)
+def _records(path: Path, skip: int) -> list[dict]:
+    """The JSON records of ``path`` after its first ``skip`` lines (a half-written one dropped)."""
+    out = []
+    for line in path.read_text().splitlines()[skip:] if path.is_file() else []:
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass
+    return out
+
+
+def attempt(cmd: list[str], out: Path, env: dict, phase: str, when: float, jitter: float) -> bool:
+    """Run once and SIGKILL it: ``load``: ``when`` s after its start; ``step``: ``jitter`` s
+    after it logs training step ``when`` (so in that step, its validation or its checkpoint);
+    ``late``: ``when`` s after its trackers start (scoring and publishing, for a run whose
+    training is complete). Returns whether it was killed (False: it finished first)."""
+    metrics, skip = out / "metrics.jsonl", _lines(out / "metrics.jsonl")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    clock = time.monotonic() if phase == "load" else None
+    fire = time.monotonic() + when if phase == "load" else None
     while proc.poll() is None:
-        if clock is None and count(metrics) > before:
-            clock = time.monotonic()
-        if clock is not None and time.monotonic() - clock >= delay:
+        if fire is None:
+            new = _records(metrics, skip)
+            if phase == "step" and any(r.get("step", 0) >= when and "loss" in r for r in new):
+                fire = time.monotonic() + jitter
+            elif phase == "late" and new:
+                fire = time.monotonic() + when
+        if fire is not None and time.monotonic() >= fire:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
             return True
-        time.sleep(0.02)
+        time.sleep(0.01)
     return False
 
 
-#: Kill phases and their odds while the run still trains, and once its training is complete.
-PHASES = {"training": {"load": 0.2, "train": 0.6, "late": 0.2}, "done": {"load": 0.5, "late": 0.5}}
+def _step(checkpoint: str) -> int:
+    return 0 if checkpoint == "-" else int(checkpoint.split("-")[1])
 
 
 def killed_runs(cmd: list[str], out: Path, env: dict, args, marks: dict) -> list:
     """Start, kill, repeat until ``--kills`` kills, then run once to the end.
 
-    Delays: ``load`` uniform in the reference's start-up time; ``train`` uniform in a quarter
-    of its training time (so a run is killed several times while training); ``late`` uniform
-    in its time from the first step to the end (validation, checkpoints, scoring, publishing).
+    While the run trains, four kills in five come at a training step drawn uniformly within the
+    next third of the remaining steps (plus up to half a second), the others while loading
+    (uniform in the reference's start-up time); once training is complete, half while loading
+    and half while scoring and publishing (uniform in the reference's time after its last step).
     """
     rng, log, attempts = random.Random(args.seed), [], 0
-    spans = {"load": marks["first"], "train": (marks["last"] - marks["first"]) / 4,
-             "late": marks["end"] - marks["first"]}  # fmt: skip
     while sum(k["killed"] for k in log) < args.kills and attempts < 3 * args.kills:
         attempts += 1
-        stage = "done" if newest(out) == f"checkpoint-{args.max_steps}" else "training"
-        phase = rng.choices(list(PHASES[stage]), list(PHASES[stage].values()))[0]
-        delay, before = rng.uniform(0, spans[phase]), newest(out)
-        killed = attempt(cmd, out, env, phase, delay)
-        log.append({"phase": phase, "delay_s": round(delay, 2), "killed": killed,
-                    "before": before, "after": newest(out),
-                    "partial_checkpoint": bool(incomplete_checkpoints(out))})  # fmt: skip
+        before = newest(out)
+        done = _step(before) >= args.max_steps
+        phase = rng.choices(
+            ["load", "late"] if done else ["load", "step"], [1, 1] if done else [1, 4]
+        )[0]
+        if phase == "step":
+            left = args.max_steps - _step(before)
+            when = _step(before) + rng.randint(1, max(1, left // 3))
+        else:
+            when = rng.uniform(
+                0, marks["first"] if phase == "load" else marks["end"] - marks["last"]
+            )
+        killed = attempt(cmd, out, env, phase, when, rng.uniform(0, 0.5))
+        log.append({"phase": phase, "at": round(when, 2), "killed": killed, "before": before,
+                    "after": newest(out), "partial_checkpoint": bool(incomplete_checkpoints(out))})  # fmt: skip
     final = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     if final.returncode != 0:
         sys.exit(f"last resumed run failed with status {final.returncode}")
     return log
 
 
-def fingerprint(out: Path) -> dict:
-    """What must be identical: weights, tables, training summary, per-image scores, losses."""
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def fingerprint(out: Path, steps: int) -> dict:
+    """What must be identical: the validation-best and the last weights, optimizer state,
+    tables, training summary, per-image scores, loss per step."""
     results = json.loads((out / "results.json").read_text())
     training = {k: v for k, v in results["training"].items() if k != "config"}
     rows = (out / "per_image.jsonl").read_text()
     losses = read_metrics(out / "metrics.jsonl")["loss"]
     return {
-        "best/model.safetensors": hashlib.sha256((out / "best" / "model.safetensors").read_bytes()).hexdigest(),
+        "best/model.safetensors": _sha(out / "best" / "model.safetensors"),
+        f"checkpoint-{steps}/model.safetensors": _sha(out / f"checkpoint-{steps}" / "model.safetensors"),
+        f"checkpoint-{steps}/optimizer.bin": _sha(out / f"checkpoint-{steps}" / "optimizer.bin"),
         "results f1 + n_images": hashlib.sha256(json.dumps([results["f1"], results["n_images"]], sort_keys=True).encode()).hexdigest(),
         "training": json.dumps(training, sort_keys=True),
         "per_image.jsonl": hashlib.sha256(rows.replace(str(out), "OUT").encode()).hexdigest(),
@@ -200,20 +227,19 @@ def main() -> int:
     log = killed_runs(cmd, killed, env, args, marks)
     print(
         f"{sum(k['killed'] for k in log)} SIGKILLs in {len(log)} attempts, then one run to "
-        "the end; delay after the start (load), after the attempt's first step (train) or "
-        "after its trackers start (late)"
+        "the end; 'at': seconds after the start (load), the training step (step), seconds "
+        "after the trackers start (late)"
     )
     print(
-        "| attempt | phase | delay s | killed | newest checkpoint before | after | "
-        "half-written left |"
+        "| attempt | phase | at | killed | newest checkpoint before | after | half-written left |"
     )
     print("|---|---|---|---|---|---|---|")
     for i, k in enumerate(log, 1):
         print(
-            f"| {i} | {k['phase']} | {k['delay_s']} | {k['killed']} | {k['before']} | "
+            f"| {i} | {k['phase']} | {k['at']} | {k['killed']} | {k['before']} | "
             f"{k['after']} | {k['partial_checkpoint']} |"
         )
-    a, b = fingerprint(ref), fingerprint(killed)
+    a, b = fingerprint(ref, args.max_steps), fingerprint(killed, args.max_steps)
     for key in a:
         same = "identical" if a[key] == b[key] else "DIFFERENT"
         print(f"{key}: {same} ({a[key][:16]} vs {b[key][:16]})")
