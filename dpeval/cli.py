@@ -66,8 +66,6 @@ def run_tgif(config) -> int:
 
 def run_attribute_fit(config) -> int:
     """``dpeval attribute fit``: train the prototype head and fit the densities; report."""
-    import json
-
     from dpeval.attribute import report, run
 
     result = run.fit(config)
@@ -77,8 +75,6 @@ def run_attribute_fit(config) -> int:
 
 def run_attribute_score(config) -> int:
     """``dpeval attribute score``: per-patch and per-image scores of a saved attributor."""
-    import json
-
     from dpeval.attribute import report, run
 
     result = run.score(config)
@@ -116,6 +112,23 @@ def run_lineage(config) -> int:
     return 0
 
 
+def run_localize(config) -> int:
+    """``dpeval localize``: a map, a mask and an overlay per image, and results.jsonl."""
+    from dpeval.localize import localize
+
+    print(localize(config).line())
+    return 0
+
+
+def run_score(config) -> int:
+    """``dpeval score``: every F1 convention, IoU, MCC and AUC for a folder of maps."""
+    from dpeval.score import run_score as score
+
+    summary, table = score(config)
+    print(json.dumps(summary, indent=1) if config.json else table)
+    return 0
+
+
 COMMANDS = {
     "probe": Command(
         config="dpeval.probe:ProbeConfig",
@@ -139,7 +152,25 @@ COMMANDS = {
         help="fine-tune a fusion localizer on TGIF and report F1 (Table 2)",
         description="Fine-tune the Lite Baseline (SegFormer RGB + frozen extractor) on TGIF's "
         "FR semantic training split, pick the checkpoint on validation, and report F1 at 0.5 "
-        "per generator x mask type on the test split. See docs/tgif.md.",
+        "per generator x mask type on the test split; the validation-best model goes to "
+        "OUTPUT/best as a Hub model. See docs/tgif.md.",
+    ),
+    "localize": Command(
+        config="dpeval.localize:LocalizeConfig",
+        run="dpeval.cli:run_localize",
+        help="localization maps for any images with a trained localizer",
+        description="For each image (files or folders): the probability map at full "
+        "resolution (16-bit PNG), a binary mask at --threshold, a heat-map overlay and a line "
+        "of results.jsonl; large images in seamless tiles; resumable. See docs/localize.md.",
+    ),
+    "score": Command(
+        config="dpeval.score:ScoreConfig",
+        run="dpeval.cli:run_score",
+        help="F1 of a folder of maps under every published convention",
+        description="Pairs maps with masks by file stem (or --pairs CSV) and reports, at 0.5 "
+        "and at the best threshold, F1 under the TGIF, TruFor (original and TGIF's copy) and "
+        "IMDL-BenCo (origin, reverse, double) conventions, IoU, MCC and pixel AUC. See "
+        "docs/f1.md.",
     ),
     "attribute fit": Command(
         config="dpeval.attribute.run:FitConfig",

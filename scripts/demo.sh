@@ -67,7 +67,8 @@ dpeval spectra --data "$OUT/build" --out "$OUT/spectra"
 
 # 4. dpeval tgif: a TGIF-shaped fixture (TGIF's folder and file names; fakes inpainted by the
 #    tiny pipelines), Lite Baseline (MiT-B2, random init: no download) fine-tuned with the
-#    trained extractor frozen, F1@0.5 per generator x mask type in both conventions.
+#    trained extractor frozen, F1@0.5 per generator x mask type (TGIF and TruFor tables); the
+#    validation-best model goes to $OUT/tgif/best with its card and training curves.
 python -c "
 from dpeval.tgif.fixture import make_tgif_fixture
 from dpgen.logs import setup_logging
@@ -76,3 +77,12 @@ make_tgif_fixture('$OUT/tgif-fixture')
 "
 dpeval tgif --extractor "$OUT/model" --data "$OUT/tgif-fixture" --rgb-encoder-init random \
     --crop-size 64 --max-steps 20 --output-dir "$OUT/tgif"
+
+# 5. dpeval localize and score: the validation-best localizer of step 4 (a Hub model in
+#    $OUT/tgif/best) maps the bundled photos and a TGIF-fixture fake at their full size (16-bit
+#    maps, 0/255 masks, overlays, results.jsonl); then every F1 convention of the fake's map.
+dpeval localize --model "$OUT/tgif/best" "$OUT/photos-train" "$OUT/photos-eval" \
+    "$OUT/tgif-fixture/SD2-fr/testing/car/301_mask_segm.png_sd2-512_0.png" --out "$OUT/localize"
+printf 'pred,mask\n301_mask_segm.png_sd2-512_0.png,301_mask_segm_512.png\n' > "$OUT/pairs.csv"
+dpeval score --pred "$OUT/localize/maps" --masks "$OUT/tgif-fixture/masks/testing/car" \
+    --pairs "$OUT/pairs.csv" --out "$OUT/score"

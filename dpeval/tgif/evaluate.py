@@ -1,8 +1,9 @@
-"""Score a localizer on TGIF fakes: per-image F1 under both conventions, averaged per cell.
+"""Score a localizer on TGIF fakes: per-image metrics at 0.5, F1 averaged per cell.
 
 A cell is a generator x mask type (bbox, segm, random), plus ``semantic`` = bbox and segm
-together, the paper's Table 2 grouping. Scores are means over fake images (TGIF's convention
-as the headline, TruFor's as the second column, see `dpeval.tgif.metrics`).
+together, the paper's Table 2 grouping. Every convention of `dpeval.metrics` is computed per
+image at threshold 0.5 (the same code as `dpeval score`); cells hold means over fake images
+(NaN images skipped, which only TruFor's original convention produces).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
 
-from dpeval.tgif.metrics import CONVENTIONS, F1_FUNCTIONS, mean_f1
+from dpeval.metrics import AT_FIXED, F1_CONVENTIONS, mean_over_images, pixel_metrics
 from dpeval.tgif.reader import GENERATORS, MASK_GROUPS, MASK_TYPES, TGIFSample
 from dpgen import masks
 from dpgen.errors import InputError
@@ -51,7 +52,7 @@ def predict(model: nn.Module, image: np.ndarray, device: torch.device) -> np.nda
 def score_samples(
     model: nn.Module, samples: Sequence[TGIFSample], device: torch.device, progress: bool = True
 ) -> list[dict]:
-    """Per-image rows: the sample's keys and its F1 under each convention."""
+    """Per-image rows: the sample's keys and every metric at 0.5 (``"tgif@0.5"``, ...)."""
     model.eval()
     rows = []
     for s in tqdm(samples, desc="scoring", unit="image", disable=not progress):
@@ -70,27 +71,28 @@ def score_samples(
             "variation": s.variation,
             "image": str(s.image),
         }
-        row.update({conv: F1_FUNCTIONS[conv](prob, mask) for conv in CONVENTIONS})
+        row.update(pixel_metrics(prob, mask, best=False, auc=False))
         rows.append(row)
     return rows
 
 
 def aggregate(rows: Sequence[dict]) -> tuple[dict, dict]:
-    """Mean F1 per convention x generator x cell, and the number of images per cell.
+    """Mean F1 at 0.5 per convention x generator x cell, and the number of images per cell.
 
-    Cells are the mask types and the groups of `MASK_GROUPS` (``semantic``, ``random``);
-    a cell without images is NaN (``null`` in JSON) with count 0.
+    Conventions are the keys of `dpeval.metrics.F1_CONVENTIONS`. Cells are the mask types and
+    the groups of `MASK_GROUPS` (``semantic``, ``random``); a cell without images is NaN
+    (``null`` in JSON) with count 0.
 
     Returns:
         ``(f1, n)`` with ``f1[convention][generator][cell]`` and ``n[generator][cell]``.
     """
     cells = {**{t: (t,) for t in MASK_TYPES}, **MASK_GROUPS}
-    f1: dict = {conv: {g: {} for g in GENERATORS} for conv in CONVENTIONS}
+    f1: dict = {conv: {g: {} for g in GENERATORS} for conv in F1_CONVENTIONS}
     n: dict = {g: {} for g in GENERATORS}
     for gen in GENERATORS:
         for cell, types in cells.items():
             picked = [r for r in rows if r["generator"] == gen and r["mask_type"] in types]
             n[gen][cell] = len(picked)
-            for conv in CONVENTIONS:
-                f1[conv][gen][cell] = mean_f1(r[conv] for r in picked)
+            for conv in F1_CONVENTIONS:
+                f1[conv][gen][cell] = mean_over_images(r[conv + AT_FIXED] for r in picked)[0]
     return f1, n

@@ -4,43 +4,49 @@ SGD (lr 0.005, momentum 0.9, weight decay 0.0005) on the pixel-wise binary cross
 the logits, padded pixels ignored; an effective batch of 18 reached by gradient accumulation
 (TruFor's 9 x 2); the extractor stays frozen inside the model. After every epoch (and at the
 last step) the main process scores the validation split with TGIF's F1 and keeps the best
-weights in ``OUTPUT/best/model.safetensors``; ``accelerator.save_state`` checkpoints go to
-``OUTPUT/checkpoint-<step>`` and ``resume_from_checkpoint="latest"`` continues from the newest,
-as in dptrain.
+weights in memory (`ValidationBest`), then a complete ``OUTPUT/checkpoint-<step>`` is written
+through `dpgen.checkpoints` (``accelerator.save_state``: model, optimizer, RNG states, and the
+validation-best step, F1 and weights); the previous checkpoint is removed only after it.
+
+Resuming (``--resume-from-checkpoint latest``) gives exactly the weights and results of an
+uninterrupted run: the crops are a pure function of (seed, step) (`dpeval.tgif.crops`), the
+data loader does not draw from torch's global generator, and the checkpoint restores that
+generator (SegFormer's drop-path uses it) together with the validation-best state.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
-from safetensors.torch import load_file, save_file
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
 
-from dpeval.tgif.augment import IGNORE, augment
-from dpeval.tgif.evaluate import load_mask, load_rgb, score_samples
-from dpeval.tgif.metrics import mean_f1
+from dpeval.metrics import AT_FIXED, mean_over_images
+from dpeval.tgif.augment import IGNORE
+from dpeval.tgif.crops import StepCrops, step_loader
+from dpeval.tgif.evaluate import score_samples
 from dpeval.tgif.reader import TGIFSample
+from dpgen.checkpoints import save_checkpoint, step_of
 from dpgen.errors import InputError
 from dpgen.options import Options, option
+from dptrain.tracker import JsonlTracker
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_PREFIX = "checkpoint-"
-BEST_DIR = "best"
-BEST_WEIGHTS = "model.safetensors"
-BEST_INFO = "best.json"
+#: Complete checkpoints kept (the newest); older ones go only after a new one is in place.
+KEEP_CHECKPOINTS = 1
+METRICS_FILE = "metrics.jsonl"
+CURVES_FILE = "training_curves.png"
+#: The panels of the training-curve PNG: (title, metric names) as logged by the loop.
+CURVE_PANELS = (("training loss (BCE)", ("loss",)), ("validation F1 (TGIF, @0.5)", ("val_f1",)))
 
 
 @dataclass(kw_only=True)
@@ -58,32 +64,75 @@ class FinetuneConfig(Options):
     momentum: float = option(0.9, help="SGD momentum")
     weight_decay: float = option(0.0005, help="SGD weight decay")
     num_workers: int = option(2, help="data-loader worker processes")
+    seed: int = option(0, help="seeds the initialisation, the crop order and the augmentation")
     resume_from_checkpoint: str = option(
         "", help="a checkpoint-<step> folder, or 'latest' in --output-dir"
     )
+    report_to: tuple[str, ...] = option(
+        ("jsonl",),
+        help="experiment trackers, comma-separated: jsonl (metrics.jsonl, always written), "
+        "tensorboard, wandb, or any other accelerate tracker name",
+    )
 
 
-class TGIFCrops(Dataset):
-    """Augmented training crops: ``(image (3, S, S) uint8, mask (S, S) int64 in {-1, 0, 1})``."""
+def trackers(config: FinetuneConfig, output_dir: str | Path) -> list:
+    """accelerate's ``log_with``: always ``metrics.jsonl`` (the curves are drawn from it), plus
+    every other tracker named in ``--report-to``."""
+    others = [name for name in config.report_to if name != JsonlTracker.name]
+    return [JsonlTracker(Path(output_dir) / METRICS_FILE), *others]
 
-    def __init__(self, samples: Sequence[TGIFSample], crop_size: int) -> None:
-        self.samples = list(samples)
-        self.crop_size = crop_size
 
-    def __len__(self) -> int:
-        return len(self.samples)
+@dataclass(frozen=True)
+class Schedule:
+    """How many micro-batches make a step, and how many steps make an epoch and the run."""
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        s = self.samples[i]
-        image, mask = load_rgb(s.image), load_mask(s.mask)
-        if image.shape[:2] != mask.shape:
-            raise InputError(
-                f"{s.image}: size {image.shape[:2]} differs from its mask {s.mask} {mask.shape}"
-            )
-        # torch's RNG is seeded per worker by the DataLoader, so crops differ across workers
-        rng = np.random.default_rng(int(torch.randint(2**62, ())))
-        image, mask = augment(image, mask, self.crop_size, rng)
-        return torch.from_numpy(image).permute(2, 0, 1), torch.from_numpy(mask)
+    accumulation: int
+    steps_per_epoch: int
+    total: int
+
+
+def schedule(n_train: int, config: FinetuneConfig, num_processes: int) -> Schedule:
+    """The run's `Schedule`.
+
+    Raises:
+        InputError: ``--effective-batch`` is not a multiple of batch size x processes.
+    """
+    per_micro = config.batch_size * num_processes
+    if config.effective_batch % per_micro:
+        raise InputError(
+            f"--effective-batch: {config.effective_batch} is not a multiple of --batch-size "
+            f"{config.batch_size} x {num_processes} processes"
+        )
+    steps_per_epoch = max(1, math.ceil(n_train / config.effective_batch))
+    total = config.max_steps if config.max_steps is not None else config.epochs * steps_per_epoch
+    return Schedule(config.effective_batch // per_micro, steps_per_epoch, total)
+
+
+class ValidationBest:
+    """The validation-best step, F1 and weights; saved in every checkpoint, restored on resume.
+
+    Registered with ``accelerator.register_for_checkpointing`` (``state_dict`` /
+    ``load_state_dict``); the weights are a CPU copy of the model's state dict.
+    """
+
+    def __init__(self) -> None:
+        self.step: int | None = None
+        self.f1 = -math.inf
+        self.weights: dict[str, torch.Tensor] | None = None
+
+    def update(self, step: int, f1: float, model: nn.Module) -> bool:
+        """Keep ``model``'s weights if ``f1`` beats the best so far (or is the first)."""
+        if self.step is not None and not f1 > self.f1:
+            return False
+        self.step, self.f1 = step, f1
+        self.weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        return True
+
+    def state_dict(self) -> dict:
+        return {"step": self.step, "f1": self.f1, "weights": self.weights}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step, self.f1, self.weights = state["step"], state["f1"], state["weights"]
 
 
 def masked_bce(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -92,33 +141,11 @@ def masked_bce(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits[:, 0][valid], mask[valid].float())
 
 
-def _checkpoints(out: Path) -> list[Path]:
-    found = [
-        p for p in out.glob(CHECKPOINT_PREFIX + "*") if p.name[len(CHECKPOINT_PREFIX) :].isdigit()
-    ]
-    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :]))
-
-
-def _resume_path(out: Path, spec: str) -> Path | None:
-    if spec == "latest":
-        found = _checkpoints(out)
-        return found[-1] if found else None
-    path = Path(spec)
-    if not path.is_dir() or not path.name[len(CHECKPOINT_PREFIX) :].isdigit():
-        raise InputError(f"{path}: not a checkpoint directory ({CHECKPOINT_PREFIX}<step>)")
-    return path
-
-
-def _cycle(loader: DataLoader) -> Iterator:
-    while True:
-        yield from loader
-
-
 def validate(model: nn.Module, samples: Sequence[TGIFSample], device: torch.device) -> float:
-    """Mean TGIF F1 over the validation fakes (the checkpoint-selection score)."""
+    """Mean TGIF F1 at 0.5 over the validation fakes (the checkpoint-selection score)."""
     rows = score_samples(model, samples, device, progress=False)
     model.train()
-    return mean_f1(r["tgif"] for r in rows)
+    return mean_over_images(r["tgif" + AT_FIXED] for r in rows)[0]
 
 
 def finetune(
@@ -128,98 +155,121 @@ def finetune(
     output_dir: str | Path,
     config: FinetuneConfig,
     accelerator: Accelerator,
+    resume: Path | None = None,
 ) -> dict:
-    """Train ``model`` in place and load the validation-best weights into it at the end.
+    """Train ``model`` in place; the main process loads the validation-best weights at the end.
+
+    Args:
+        resume: a complete checkpoint to continue from (`dpgen.checkpoints.resolve_checkpoint`).
 
     Returns:
-        ``{"best_step", "best_val_f1", "steps", "epochs"}`` (also in ``OUTPUT/best/best.json``).
+        ``{"best_step", "best_val_f1", "steps", "epochs"}``.
     """
-    out = Path(output_dir)
-    per_step = config.batch_size * accelerator.num_processes
-    if config.effective_batch % per_step:
-        raise InputError(
-            f"effective batch {config.effective_batch} is not a multiple of batch size "
-            f"{config.batch_size} x {accelerator.num_processes} processes"
-        )
-    accum = config.effective_batch // per_step
-    steps_per_epoch = max(1, math.ceil(len(train) / config.effective_batch))
-    total = config.max_steps if config.max_steps is not None else config.epochs * steps_per_epoch
-    logger.info(
-        "fine-tuning on %d crops of %d px: %d processes x batch %d x %d accumulation = %d per step; "
-        "%d steps (%d per epoch), validation on %d images",
-        len(train), config.crop_size, accelerator.num_processes, config.batch_size, accum,
-        config.effective_batch, total, steps_per_epoch, len(val),
-    )  # fmt: skip
-    loader = DataLoader(
-        TGIFCrops(train, config.crop_size),
-        batch_size=config.batch_size,
-        shuffle=True,
-        drop_last=len(train) >= per_step,
-        num_workers=config.num_workers,
-        persistent_workers=config.num_workers > 0,
-    )
+    plan = schedule(len(train), config, accelerator.num_processes)
+    _log_plan(plan, len(train), len(val), config, accelerator)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(
         trainable, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
     )
-    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
-    step, best = 0, {"best_step": None, "best_val_f1": -math.inf}
-    resume = (
-        _resume_path(out, config.resume_from_checkpoint) if config.resume_from_checkpoint else None
-    )
-    if resume is None and config.resume_from_checkpoint:
-        logger.info("no checkpoint in %s; starting a new run", out)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    best = ValidationBest()
+    accelerator.register_for_checkpointing(best)
+    step = 0
     if resume is not None:
         logger.info("resuming from %s", resume)
         accelerator.load_state(str(resume))
-        step = int(resume.name[len(CHECKPOINT_PREFIX) :])
-        if (out / BEST_DIR / BEST_INFO).is_file():
-            best = json.loads((out / BEST_DIR / BEST_INFO).read_text())
-    batches = _cycle(loader)
-    model.train()
-    while step < total:
+        step = step_of(resume)
+    crops = StepCrops(
+        train, config.crop_size, config.batch_size, accelerator.process_index,
+        accelerator.num_processes, config.seed,
+    )  # fmt: skip
+    first, stop = step * plan.accumulation, plan.total * plan.accumulation
+    batches = iter(step_loader(crops, first, stop, config.num_workers, config.seed))
+    loop = _Loop(model, optimizer, batches, plan, val, best, Path(output_dir), accelerator)
+    loop.run(step)
+    if accelerator.is_main_process:  # only the main process validates, keeps and reports
+        accelerator.unwrap_model(model).load_state_dict(best.weights)
+    return {
+        "best_step": best.step,
+        "best_val_f1": best.f1,
+        "steps": plan.total,
+        "epochs": plan.total / plan.steps_per_epoch,
+    }
+
+
+def _log_plan(
+    plan: Schedule, n_train: int, n_val: int, config: FinetuneConfig, accelerator: Accelerator
+) -> None:
+    logger.info(
+        "fine-tuning on %d fakes, %d-px crops: %d processes x batch %d x %d accumulation = %d "
+        "per step; %d steps (%d per epoch), validation on %d images",
+        n_train, config.crop_size, accelerator.num_processes, config.batch_size,
+        plan.accumulation, config.effective_batch, plan.total, plan.steps_per_epoch, n_val,
+    )  # fmt: skip
+
+
+@dataclass
+class _Loop:
+    """The training loop's state between steps."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    batches: Iterator
+    plan: Schedule
+    val: Sequence[TGIFSample]
+    best: ValidationBest
+    out: Path
+    accelerator: Accelerator
+
+    def run(self, step: int) -> None:
+        """Train from ``step`` to the end, validating and checkpointing after each epoch."""
+        progress = tqdm(
+            total=self.plan.total, initial=step, desc="fine-tuning", unit="step",
+            disable=not self.accelerator.is_local_main_process,
+        )  # fmt: skip
+        self.model.train()
+        while step < self.plan.total:
+            loss = self.step()
+            step += 1
+            self.accelerator.log({"loss": loss}, step=step)
+            progress.update(1)
+            progress.set_postfix(loss=f"{loss:.4f}")
+            if step % self.plan.steps_per_epoch == 0 or step == self.plan.total:
+                self.end_of_epoch(step)
+        progress.close()
+
+    def step(self) -> float:
+        """One optimizer step over ``accumulation`` micro-batches; the mean loss of all processes."""
+        acc, accum, device = self.accelerator, self.plan.accumulation, self.accelerator.device
+        total = torch.zeros((), device=device)
         for micro in range(accum):
-            image, mask = next(batches)
+            image, mask = (t.to(device, non_blocking=True) for t in next(self.batches))
             # gradients are all-reduced only on the last micro-batch of the step
-            context = accelerator.no_sync(model) if micro < accum - 1 else nullcontext()
-            with context:
-                loss = masked_bce(model(image), mask) / accum
-                accelerator.backward(loss)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        if step % 10 == 0 or step == 1:
-            logger.info("step %d/%d loss %.4f", step, total, loss.item() * accum)
-        if step % steps_per_epoch == 0 or step == total:
-            best = _end_of_epoch(model, val, out, step, best, accelerator)
-    accelerator.wait_for_everyone()
-    model = accelerator.unwrap_model(model)
-    model.load_state_dict(load_file(str(out / BEST_DIR / BEST_WEIGHTS)))
-    return {**best, "steps": step, "epochs": step / steps_per_epoch}
+            sync = acc.no_sync(self.model) if micro < accum - 1 else nullcontext()
+            with sync:
+                loss = masked_bce(self.model(image), mask) / accum
+                acc.backward(loss)
+            total += loss.detach()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(acc.reduce(total, reduction="mean"))
 
-
-def _end_of_epoch(
-    model: nn.Module,
-    val: Sequence[TGIFSample],
-    out: Path,
-    step: int,
-    best: dict,
-    accelerator: Accelerator,
-) -> dict:
-    """Validate, keep the best weights, save a checkpoint (replacing the previous one)."""
-    if accelerator.is_main_process:
-        f1 = validate(accelerator.unwrap_model(model), val, accelerator.device)
-        logger.info("step %d: validation F1 (TGIF) %.4f (best %.4f)", step, f1, best["best_val_f1"])
-        if f1 > best["best_val_f1"] or best["best_step"] is None:
-            best = {"best_step": step, "best_val_f1": f1}
-            (out / BEST_DIR).mkdir(parents=True, exist_ok=True)
-            state = {
-                k: v.contiguous() for k, v in accelerator.unwrap_model(model).state_dict().items()
-            }
-            save_file(state, str(out / BEST_DIR / BEST_WEIGHTS))
-            (out / BEST_DIR / BEST_INFO).write_text(json.dumps(best))
-        for old in _checkpoints(out):
-            shutil.rmtree(old)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(out / f"{CHECKPOINT_PREFIX}{step}"))
-    return best
+    def end_of_epoch(self, step: int) -> None:
+        """Validate (main process), keep the best weights, write a complete checkpoint."""
+        acc = self.accelerator
+        if acc.is_main_process:
+            model = acc.unwrap_model(self.model)
+            f1 = validate(model, self.val, acc.device)
+            previous = self.best.f1
+            self.best.update(step, f1, model)
+            logger.info("step %d: validation F1 (TGIF) %.4f (best before %.4f)", step, f1, previous)
+            acc.log({"val_f1": f1}, step=step)
+        save_checkpoint(
+            self.out,
+            step,
+            lambda folder: acc.save_state(str(folder)),
+            total_limit=KEEP_CHECKPOINTS,
+            is_main_process=acc.is_main_process,
+            barrier=acc.wait_for_everyone,
+            extra={"best_step": self.best.step, "best_val_f1": self.best.f1},
+        )

@@ -4,20 +4,29 @@ The RGB image goes through a SegFormer MiT encoder (MiT-B2, ImageNet-pretrained 
 in the paper). The frozen extractor (DiffusionPrint or Noiseprint++) turns the same image into a
 full-resolution (C, H, W) map, which a light residual CNN brings to the encoder's four scales
 (64/128/320/512 channels at strides 4/8/16/32 for MiT-B2). At each scale the two features are
-concatenated and fused by 1x1 conv -> BN -> ReLU; SegFormer's All-MLP decoder turns the four
-fused maps into one logit map at stride 4, upsampled to the input size. About 36M parameters with
-MiT-B2 and C = 64, of which the extractor's 0.6M are frozen.
+concatenated and fused by 1x1 conv -> BN -> ReLU; a decoder (SegFormer's All-MLP decoder, the
+paper's; any entry of `DECODERS`) turns the four fused maps into one logit map, upsampled to the
+input size. About 36M parameters with MiT-B2 and C = 64, of which the extractor's 0.6M are frozen.
+
+`LiteBaseline` is a `huggingface_hub.PyTorchModelHubMixin` model: ``save_pretrained`` writes a
+``config.json`` that rebuilds it (the SegFormer and DiffusionPrint settings, the decoder's name)
+and one ``model.safetensors`` with every weight, the frozen extractor's included.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 from transformers import SegformerConfig, SegformerModel
 from transformers.models.segformer.modeling_segformer import SegformerDecodeHead
+
+from dpgen.errors import InputError
+from dptrain.model import DiffusionPrint
 
 logger = logging.getLogger(__name__)
 
@@ -30,9 +39,21 @@ MIT_B2_CONFIG = {
     "sr_ratios": [8, 4, 2, 1],
     "decoder_hidden_size": 768,
 }
+#: SegFormer settings that define the architecture (what `segformer_config_dict` keeps).
+SEGFORMER_KEYS = (
+    "num_channels", "num_encoder_blocks", "depths", "sr_ratios", "hidden_sizes", "patch_sizes",
+    "strides", "num_attention_heads", "mlp_ratios", "hidden_act", "hidden_dropout_prob",
+    "attention_probs_dropout_prob", "classifier_dropout_prob", "initializer_range",
+    "drop_path_rate", "layer_norm_eps", "decoder_hidden_size", "semantic_loss_ignore_index",
+    "reshape_last_stage",
+)  # fmt: skip
 #: ImageNet statistics of the RGB stream's input (the extractor sees raw pixels).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class RGBEncoderError(InputError, OSError):
+    """The RGB encoder named by ``--rgb-encoder`` cannot be loaded (one line, naming it)."""
 
 
 def load_rgb_encoder(spec: str, init: str) -> SegformerModel:
@@ -46,25 +67,30 @@ def load_rgb_encoder(spec: str, init: str) -> SegformerModel:
             fallback from one to the other.
 
     Raises:
-        OSError: for ``init="imagenet"`` when the weights cannot be loaded (offline, say),
-            with a hint to pass ``--rgb-encoder-init random`` explicitly.
+        RGBEncoderError: (an `InputError` and an ``OSError``) when the weights (``imagenet``)
+            or the config (``random``, other than MiT-B2) cannot be loaded, offline say; for
+            ``imagenet`` with a hint to pass ``--rgb-encoder-init random`` explicitly.
     """
-    if init == "imagenet":
-        try:
-            return SegformerModel.from_pretrained(spec)
-        except OSError as err:
-            raise OSError(
-                f"cannot load the ImageNet-pretrained RGB encoder {spec!r}: {err}\n"
-                "Download it (or give a local folder), or pass --rgb-encoder-init random to "
-                "train the RGB stream from scratch."
-            ) from None
-    if init != "random":
+    if init not in ("imagenet", "random"):
         raise ValueError(f"rgb encoder init must be 'imagenet' or 'random', got {init!r}")
-    config = (
-        SegformerConfig(**MIT_B2_CONFIG)
-        if spec == MIT_B2
-        else SegformerConfig.from_pretrained(spec)
-    )
+    try:
+        if init == "imagenet":
+            return SegformerModel.from_pretrained(spec)
+        config = (
+            SegformerConfig(**MIT_B2_CONFIG)
+            if spec == MIT_B2
+            else SegformerConfig.from_pretrained(spec)
+        )
+    except OSError as err:
+        what = "ImageNet-pretrained RGB encoder" if init == "imagenet" else "SegFormer config"
+        hint = (
+            "; download it, give a local folder, or pass --rgb-encoder-init random to train "
+            "the RGB stream from scratch"
+            if init == "imagenet"
+            else ""
+        )
+        reason = " ".join(str(err).split())
+        raise RGBEncoderError(f"{spec}: cannot load the {what} ({reason}){hint}") from None
     logger.warning("RGB encoder %s built with RANDOM weights (--rgb-encoder-init random)", spec)
     return SegformerModel(config)
 
@@ -121,39 +147,119 @@ class ModalityStream(nn.Module):
         return feats
 
 
-class LiteBaseline(nn.Module):
+def mlp_decoder(channels: list[int], rgb_config: SegformerConfig) -> nn.Module:
+    """SegFormer's All-MLP decoder over the four fused maps, one output channel.
+
+    ``forward(fused)``: 4 x (B, C_i, H/s_i, W/s_i) -> (B, 1, H/4, W/4) logits.
+    """
+    head = {k: v for k, v in rgb_config.to_dict().items() if k not in ("id2label", "label2id")}
+    return SegformerDecodeHead(SegformerConfig.from_dict({**head, "num_labels": 1}))
+
+
+#: Decoders by name: ``factory(channels, rgb_config, **decoder_config) -> nn.Module`` whose
+#: ``forward`` takes the four fused maps (list of (B, C_i, H/s_i, W/s_i), strides 4/8/16/32,
+#: C_i = ``channels[i]``) and returns (B, 1, h, w) logits at any resolution; the localizer
+#: upsamples them to (H, W). Another decoder plugs in by adding an entry here.
+DECODERS: dict[str, Callable[..., nn.Module]] = {"mlp": mlp_decoder}
+
+
+def segformer_config_dict(config: SegformerConfig) -> dict:
+    """The architecture settings of a SegFormer config (what rebuilds it without a download)."""
+    values = config.to_dict()
+    return {k: values[k] for k in SEGFORMER_KEYS if k in values}
+
+
+def extractor_config_dict(extractor: DiffusionPrint) -> dict:
+    """The init arguments of a DiffusionPrint (as its own ``config.json`` records them).
+
+    Read from the attribute where `huggingface_hub.PyTorchModelHubMixin` keeps them.
+    """
+    config = getattr(extractor, "_hub_mixin_config", None)
+    if not isinstance(config, dict):
+        raise ValueError(f"{type(extractor).__name__} does not record its init arguments")
+    return dict(config)
+
+
+class LiteBaseline(
+    nn.Module,
+    PyTorchModelHubMixin,
+    library_name="diffusionprint",
+    tags=["image-forensics", "inpainting-localization", "diffusionprint", "lite-baseline"],
+    license="apache-2.0",
+):
     """The fusion localizer. ``forward``: (B, 3, H, W) pixels 0..255 -> (B, 1, H, W) logits.
 
+    Architecture only, rebuilt from primitive arguments (what ``config.json`` holds), so
+    ``LiteBaseline.from_pretrained(folder or Hub id)`` needs no other download: the frozen
+    extractor's weights are inside ``model.safetensors`` with the rest. Build one around a
+    pretrained RGB encoder and a trained extractor with `from_parts`.
+
     Args:
-        rgb_encoder: a `SegformerModel` (MiT); its config sets the scales' channels and the
-            decoder's width.
-        extractor: the frozen forensic extractor: an ``nn.Module`` with ``extract(x)`` taking
-            (B, 3, H, W) pixels and returning (B, C, H, W), and ``out_channels`` = C. Its
-            parameters get ``requires_grad=False`` and it stays in eval mode (BN statistics frozen).
+        rgb_encoder_config: SegFormer (MiT) settings (`segformer_config_dict`); its
+            ``hidden_sizes`` set the channels of the four scales.
+        extractor_config: DiffusionPrint init arguments (`extractor_config_dict`); C =
+            ``out_channels``. The extractor is frozen: ``requires_grad=False``, always in eval
+            mode (BN keeps its pretraining statistics).
+        decoder: name in `DECODERS` of the head over the fused maps (``"mlp"``: SegFormer's
+            All-MLP decoder, the paper's).
+        decoder_config: keyword arguments of that decoder's factory.
+
+    Raises:
+        ValueError: an unknown decoder name.
     """
 
-    def __init__(self, rgb_encoder: SegformerModel, extractor: nn.Module) -> None:
+    def __init__(
+        self,
+        rgb_encoder_config: dict,
+        extractor_config: dict,
+        decoder: str = "mlp",
+        decoder_config: dict | None = None,
+    ) -> None:
         super().__init__()
-        config = rgb_encoder.config
-        channels = list(config.hidden_sizes)
-        self.rgb_encoder = rgb_encoder
-        self.extractor = extractor.eval().requires_grad_(False)
-        self.modality = ModalityStream(extractor.out_channels, channels)
+        if decoder not in DECODERS:
+            raise ValueError(f"decoder {decoder!r} is not one of {sorted(DECODERS)}")
+        rgb_config = SegformerConfig(**rgb_encoder_config)
+        channels = list(rgb_config.hidden_sizes)
+        self.rgb_encoder = SegformerModel(rgb_config)
+        self.extractor = DiffusionPrint(**extractor_config).eval().requires_grad_(False)
+        self.modality = ModalityStream(self.extractor.out_channels, channels)
         self.fuse = nn.ModuleList(
             nn.Sequential(
                 nn.Conv2d(2 * ch, ch, 1, bias=False), nn.BatchNorm2d(ch), nn.ReLU(inplace=True)
             )
             for ch in channels
         )
-        head = {k: v for k, v in config.to_dict().items() if k not in ("id2label", "label2id")}
-        head_config = SegformerConfig.from_dict({**head, "num_labels": 1})
-        self.decoder = SegformerDecodeHead(head_config)
+        self.decoder = DECODERS[decoder](channels, rgb_config, **(decoder_config or {}))
         self.register_buffer(
             "mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255, persistent=False
         )
         self.register_buffer(
             "std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255, persistent=False
         )
+
+    @classmethod
+    def from_parts(
+        cls, rgb_encoder: SegformerModel, extractor: DiffusionPrint, decoder: str = "mlp"
+    ) -> LiteBaseline:
+        """A new localizer holding copies of ``rgb_encoder``'s and ``extractor``'s weights."""
+        model = cls(
+            rgb_encoder_config=segformer_config_dict(rgb_encoder.config),
+            extractor_config=extractor_config_dict(extractor),
+            decoder=decoder,
+        )
+        model.rgb_encoder.load_state_dict(rgb_encoder.state_dict())
+        model.extractor.load_state_dict(extractor.state_dict())
+        return model
+
+    @property
+    def min_side(self) -> int:
+        """The smallest input side (pixels) the RGB encoder accepts: at each stage its
+        spatial-reduction conv (kernel = stride = sr_ratio) needs sr_ratio cells. 32 for MiT."""
+        config, stride, need = self.rgb_encoder.config, 1, 1
+        for step, ratio in zip(config.strides, config.sr_ratios, strict=True):
+            stride *= step
+            need = max(need, stride * ratio)
+        return need
 
     def train(self, mode: bool = True) -> LiteBaseline:
         super().train(mode)
@@ -174,5 +280,5 @@ class LiteBaseline(nn.Module):
             f(torch.cat([r, m], dim=1))
             for f, r, m in zip(self.fuse, rgb_feats, modal_feats, strict=True)
         ]
-        logits = self.decoder(fused)  # (B, 1, H/4, W/4)
+        logits = self.decoder(fused)  # (B, 1, h, w), h = H/4 for the MLP decoder
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)

@@ -188,92 +188,105 @@ def read_tgif(root: str | Path) -> TGIFIndex:
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: TGIF root is not a folder")
-    index = TGIFIndex(root=root)
-    originals: set[tuple[str, str, str]] = set()
-    masks: dict[tuple, list[Path]] = defaultdict(list)
-    fakes: list[tuple[dict, Path]] = []
+    scan = _Scan(TGIFIndex(root=root))
     for path in sorted(
         p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
     ):
-        rel = path.relative_to(root)
+        scan.add(path)
+    for info, path in scan.fakes:
+        scan.pair(info, path)
+    scan.index.originals = {s: sum(o[0] == s for o in scan.originals) for s in SPLITS}
+    return scan.index
+
+
+@dataclass
+class _Scan:
+    """What `read_tgif` collects while walking the tree, then pairs."""
+
+    index: TGIFIndex
+    originals: set[tuple[str, str, str]] = field(default_factory=set)
+    #: (family, split, category, id, mask type, crop) -> mask files
+    masks: dict[tuple, list[Path]] = field(default_factory=lambda: defaultdict(list))
+    fakes: list[tuple[dict, Path]] = field(default_factory=list)
+
+    def add(self, path: Path) -> None:
+        """File one image by the role of its TGIF folder (or list it as unmatched)."""
+        rel = path.relative_to(self.index.root)
         where = _locate(rel)
         if isinstance(where, str):
-            index.unmatched.append(f"{rel}: {where}")
-            continue
+            self.index.unmatched.append(f"{rel}: {where}")
+            return
         role, detail, split, category = where
-        name = path.name
-        if role == "spliced":
-            continue  # spliced (-sp) fakes are not part of the FR benchmark
         if role == "original":
-            if not _UNUSED.fullmatch(name):
-                index.unmatched.append(
-                    f"{rel}: not an original's name ({{id}}_orig[_{{crop}}].png)"
-                )
-            originals.add((split, category, name.split("_", 1)[0]))
-            continue
-        if role == "masks":
-            m = _CROP_MASK.fullmatch(name)
-            if m:
-                for fam in _MASK_FOLDERS[detail]:
-                    key = (fam, split, category, m["id"], m["type"], int(m["crop"]))
-                    masks[key].append(path)
-            elif not _UNUSED.fullmatch(name):
-                index.unmatched.append(
-                    f"{rel}: not a TGIF mask name ({{id}}_mask_{{type}}_{{crop}}.png)"
-                )
-            continue
-        m = _FAKE.fullmatch(name)
+            self._original(rel, split, category)
+        elif role == "masks":
+            self._mask(rel, path, detail, split, category)
+        elif role == "fake":
+            self._fake(rel, path, detail, split, category)
+        # spliced (-sp) fakes are not part of the FR benchmark
+
+    def _original(self, rel: Path, split: str, category: str) -> None:
+        if not _UNUSED.fullmatch(rel.name):
+            self.index.unmatched.append(
+                f"{rel}: not an original's name ({{id}}_orig[_{{crop}}].png)"
+            )
+        self.originals.add((split, category, rel.name.split("_", 1)[0]))
+
+    def _mask(self, rel: Path, path: Path, folder: str, split: str, category: str) -> None:
+        m = _CROP_MASK.fullmatch(rel.name)
+        if m:
+            for fam in _MASK_FOLDERS[folder]:
+                key = (fam, split, category, m["id"], m["type"], int(m["crop"]))
+                self.masks[key].append(path)
+        elif not _UNUSED.fullmatch(rel.name):
+            self.index.unmatched.append(
+                f"{rel}: not a TGIF mask name ({{id}}_mask_{{type}}_{{crop}}.png)"
+            )
+
+    def _fake(self, rel: Path, path: Path, generator: str, split: str, category: str) -> None:
+        m = _FAKE.fullmatch(rel.name)
         if m is None:
-            index.unmatched.append(
+            self.index.unmatched.append(
                 f"{rel}: not an FR fake name ({{id}}_mask_{{type}}.png_{{gen}}-{{crop}}_{{var}}.png)"
             )
-            continue
+            return
         # The README spells SDXL's random FR fakes with "sd2"; the generation code with "sdxl".
-        allowed = {detail, "sd2"} if m["type"] == "random" else {detail}
+        allowed = {generator, "sd2"} if m["type"] == "random" else {generator}
         if m["gen"] not in allowed:
-            index.unmatched.append(f"{rel}: name says {m['gen']!r} inside the {detail} folder")
-            continue
-        fakes.append(({**m.groupdict(), "gen": detail, "split": split, "category": category}, path))
+            self.index.unmatched.append(
+                f"{rel}: name says {m['gen']!r} inside the {generator} folder"
+            )
+            return
+        info = {**m.groupdict(), "gen": generator, "split": split, "category": category}
+        self.fakes.append((info, path))
 
-    for info, path in fakes:
-        key = (
-            family(info["gen"]),
-            info["split"],
-            info["category"],
-            info["id"],
-            info["type"],
-            int(info["crop"]),
-        )
-        found = masks.get(key, [])
-        rel = path.relative_to(root)
-        wanted = f"{info['id']}_mask_{info['type']}_{info['crop']}.png"
+    def pair(self, info: dict, path: Path) -> None:
+        """Pair a fake with its only mask of the same size, or list it as missing."""
+        key = (family(info["gen"]), info["split"], info["category"], info["id"], info["type"],
+               int(info["crop"]))  # fmt: skip
+        found = self.masks.get(key, [])
+        rel = path.relative_to(self.index.root)
         if len(found) != 1:
+            wanted = f"{info['id']}_mask_{info['type']}_{info['crop']}.png"
             folders = [f for f, fams in _MASK_FOLDERS.items() if key[0] in fams]
             problem = (
                 "no mask" if not found else f"{len(found)} masks ({', '.join(map(str, found))})"
             )
-            index.missing.append(
+            self.index.missing.append(
                 f"{rel}: {problem} {wanted} in {' or '.join(folders)} / {info['split']}"
                 f"{'/' + info['category'] if info['category'] else ''}"
             )
-            continue
+            return
         if _size(path) != _size(found[0]):
-            index.missing.append(
-                f"{rel}: size {_size(path)} differs from its mask {found[0].relative_to(root)} {_size(found[0])}"
+            self.index.missing.append(
+                f"{rel}: size {_size(path)} differs from its mask "
+                f"{found[0].relative_to(self.index.root)} {_size(found[0])}"
             )
-            continue
-        index.samples.append(
+            return
+        self.index.samples.append(
             TGIFSample(
-                split=info["split"],
-                category=info["category"],
-                image_id=info["id"],
-                generator=info["gen"],
-                mask_type=info["type"],
-                crop=int(info["crop"]),
-                variation=int(info["var"]),
-                image=path,
-                mask=found[0],
+                split=info["split"], category=info["category"], image_id=info["id"],
+                generator=info["gen"], mask_type=info["type"], crop=int(info["crop"]),
+                variation=int(info["var"]), image=path, mask=found[0],
             )
-        )
-    index.originals = {s: sum(o[0] == s for o in originals) for s in SPLITS}
-    return index
+        )  # fmt: skip

@@ -16,13 +16,16 @@ from pathlib import Path
 import numpy as np
 
 from dpeval.tgif.evaluate import load_mask, load_rgb
-from dpeval.tgif.metrics import CONVENTIONS
 from dpeval.tgif.reader import GENERATORS, MASK_GROUPS, TGIFSample
 from dpgen.errors import InputError
 
+#: The conventions with a table, headline first (every convention is in ``results.json``).
+TABLE_CONVENTIONS = ("tgif", "trufor_tgif")
 CONVENTION_TITLES = {
-    "tgif": "TGIF convention (headline): F1 of map > 0.5 over all pixels, 1 when mask and prediction are both empty",
-    "trufor": "TruFor convention: mask border excluded (15-px erosion / 11-px dilation), max of F1(map) and F1(1 - map)",
+    "tgif": "TGIF convention (headline): F1 of map > 0.5 over all pixels, 1 when mask and "
+    "prediction are both empty",
+    "trufor_tgif": "TruFor convention as TGIF's code computes it: mask border excluded (15-px "
+    "erosion / 11-px dilation), max of F1(map) and F1(1 - map), 0 when undefined",
 }
 
 
@@ -43,7 +46,7 @@ def _fmt(value: float, signed: bool = False) -> str:
 
 
 def markdown_table(results: dict, baseline: dict | None = None) -> str:
-    """Both conventions' tables for ``results`` (and ``baseline``), as markdown.
+    """One table per `TABLE_CONVENTIONS` entry for ``results`` (and ``baseline``), as markdown.
 
     Args:
         results: a run's results (`results_json`'s structure).
@@ -53,7 +56,7 @@ def markdown_table(results: dict, baseline: dict | None = None) -> str:
         f"{group} {title}" for group in MASK_GROUPS for title in [*GENERATORS.values(), "mean"]
     ]
     lines = []
-    for conv in CONVENTIONS:
+    for conv in TABLE_CONVENTIONS:
         lines += [f"**F1@0.5 (%), {CONVENTION_TITLES[conv]}; fake images, mean per image**", ""]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         runs = [(results["name"], _row_values(results["f1"], conv))]
@@ -97,8 +100,12 @@ def load_results(path: str | Path) -> dict:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise InputError(f"{path}: cannot read results JSON: {err}") from None
-    if not isinstance(data, dict) or "f1" not in data or set(data["f1"]) != set(CONVENTIONS):
-        raise InputError(f"{path}: not a dpeval tgif results file (needs 'f1' with {CONVENTIONS})")
+    f1 = data.get("f1") if isinstance(data, dict) else None
+    if not isinstance(f1, dict) or not set(TABLE_CONVENTIONS) <= set(f1):
+        raise InputError(
+            f"{path}: not a dpeval tgif results file of this version (needs 'f1' with "
+            f"{', '.join(TABLE_CONVENTIONS)})"
+        )
     return data
 
 

@@ -15,7 +15,7 @@ batches and ends with the same weights as an uninterrupted one.
 At the end the main process writes ``save_pretrained`` output (config.json, model.safetensors),
 ``metrics.jsonl`` and ``training_curves.png``, and scores the reconstruction of the
 ``eval_split`` masks at threshold 0.5: the upper bound of any decoder diffusing these latents
-(DiffIML reports F1 0.997). Two conventions: TGIF's per-image F1 (`dpeval.tgif.metrics.f1_tgif`,
+(DiffIML reports F1 0.997). Two conventions: TGIF's per-image F1 (`dpeval.metrics.f1_tgif`,
 averaged) and DiffIML's pooled F1 (TP, FP, FN summed over all pixels, as its
 ``eval_vae_upper_bound.py``); both go to ``reconstruction.json``.
 """
@@ -38,10 +38,10 @@ from accelerate.utils import ProjectConfiguration, set_seed
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from dpeval.metrics import THRESHOLD, confusion, f1_tgif
 from dpeval.tgif.decoders.edges import EDGE_WIDTH, edge_map
 from dpeval.tgif.decoders.lightvae import DOWNSAMPLE, LightVAE, to_signed
 from dpeval.tgif.decoders.mask_data import MaskSet, list_masks
-from dpeval.tgif.metrics import f1_tgif
 from dpgen.checkpoints import atomic_write, resolve_checkpoint, save_checkpoint, step_of
 from dpgen.options import OptionError, Options, option
 from dptrain.curves import plot_curves
@@ -198,9 +198,9 @@ def reconstruction_f1(vae: LightVAE, masks: Dataset, batch_size: int, device) ->
         prob = torch.sigmoid(vae(to_signed(batch.to(device)))).cpu().numpy()[:, 0]
         truth = batch.numpy()[:, 0]
         for p, m in zip(prob, truth, strict=True):
-            per_image.append(f1_tgif(p, m))
-            pred, gt = p > 0.5, m > 0.5
-            counts += [np.sum(pred & gt), np.sum(pred & ~gt), np.sum(~pred & gt)]
+            c = confusion(p > THRESHOLD, m > 0.5)
+            per_image.append(float(f1_tgif(c)))
+            counts += [c.tp, c.fp, c.fn]
     tp, fp, fn = counts
     pooled = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
     return {"recon_f1_tgif": float(np.mean(per_image)), "recon_f1_pooled": float(pooled)}

@@ -2,12 +2,19 @@
 
 import json
 import logging
+import shutil
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from huggingface_hub import HfApi
+from PIL import Image
 
 from dpeval.cli import main
 from dpeval.extractors import load_extractor
+from dpeval.tgif import card
+from dpeval.tgif.card import MODEL_FILES, load_localizer
 from dpeval.tgif.reader import GENERATORS
 from dptrain.model import dncnn
 
@@ -38,10 +45,47 @@ def test_noiseprint_formats_load_through_the_extractor_path(tmp_path):
         load_extractor(f"noiseprint++:{tmp_path / 'bad.pth'}")
 
 
+class RecordingApi(HfApi):
+    """The real client with its two network calls replaced by recorders."""
+
+    calls: list = []
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(token="hf_test")
+
+    def create_repo(self, repo_id, **kwargs):
+        self.calls.append(("create_repo", repo_id, kwargs))
+        return f"https://huggingface.co/{repo_id}"
+
+    def upload_folder(self, **kwargs):
+        folder = Path(kwargs["folder_path"])
+        files = sorted(p.name for p in folder.iterdir() if p.name in kwargs["allow_patterns"])
+        self.calls.append(("upload_folder", kwargs["repo_id"], {**kwargs, "files": files}))
+        return f"https://huggingface.co/{kwargs['repo_id']}/commit/abc"
+
+
+def _check_best_model(best, results):
+    """best/ is a complete Hub model with its F1 table, curves beside it, and it localizes."""
+    assert {p.name for p in best.iterdir()} >= {*MODEL_FILES, "training_curves.png"}
+    config = json.loads((best / "config.json").read_text())
+    assert config["decoder"] == "mlp" and config["extractor_config"]["out_channels"] == 4
+    readme = (best / "README.md").read_text()
+    assert "TGIF convention (headline)" in readme and "| " + results["name"] + " |" in readme
+    metrics = [
+        json.loads(line) for line in (best.parent / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert any("loss" in m for m in metrics) and any("val_f1" in m for m in metrics)
+    model = load_localizer(str(best))
+    image = torch.randint(0, 256, (1, 3, 48, 40), dtype=torch.uint8)
+    assert model(image).shape == (1, 1, 48, 40)
+
+
 def test_end_to_end_json_baseline_and_resume(
-    tgif_root, tiny_extractor_dir, tiny_segformer_dir, tmp_path, capsys, caplog
+    tgif_root, tiny_extractor_dir, tiny_segformer_dir, tmp_path, capsys, caplog, monkeypatch
 ):
     caplog.set_level(logging.INFO)
+    monkeypatch.setattr(card, "HfApi", RecordingApi)
+    RecordingApi.calls = []
     run_a = tmp_path / "a"
     assert (
         main(
@@ -61,7 +105,7 @@ def test_end_to_end_json_baseline_and_resume(
     # the reader's counts per split are logged and kept
     assert "validation" in caplog.text and "originals" in caplog.text
     assert results["reader"]["counts"]["training"]["sd2"] == {"bbox": 3, "segm": 3, "random": 3}
-    for conv in ("tgif", "trufor"):
+    for conv in ("tgif", "trufor_tgif"):
         for gen in GENERATORS:
             for cell in ("bbox", "segm", "random", "semantic"):
                 assert 0.0 <= results["f1"][conv][gen][cell] <= 1.0
@@ -76,6 +120,11 @@ def test_end_to_end_json_baseline_and_resume(
     ):
         assert (run_a / name).is_file()
     assert [p.name for p in run_a.glob("checkpoint-*")] == ["checkpoint-2"]
+    _check_best_model(run_a / "best", results)
+    # a new run into a folder holding an earlier run's checkpoint needs an explicit resume
+    caplog.clear()
+    assert main(_args(tiny_extractor_dir, tgif_root, tiny_segformer_dir, run_a)) == 2
+    assert "checkpoint-2 of an earlier run" in caplog.text
 
     # resume: continues from checkpoint-2 to step 3, with a baseline for the delta row
     run_args = _args(tiny_extractor_dir, tgif_root, tiny_segformer_dir, run_a, "--max-steps", "3")
@@ -89,6 +138,9 @@ def test_end_to_end_json_baseline_and_resume(
                 str(run_a / "results.json"),
                 "--name",
                 "resumed",
+                "--push-to-hub",
+                "--hub-model-id",
+                "org/lite-baseline",
             ]
         )
         == 0
@@ -102,3 +154,47 @@ def test_end_to_end_json_baseline_and_resume(
         and "TGIF convention" in table
     )
     assert "| resumed |" in table and "(baseline) |" in table
+    # --push-to-hub uploads best/ (checked at the network boundary: no request is sent)
+    assert [c[:2] for c in RecordingApi.calls] == [
+        ("create_repo", "org/lite-baseline"),
+        ("upload_folder", "org/lite-baseline"),
+    ]
+    upload = RecordingApi.calls[1][2]
+    assert Path(upload["folder_path"]) == run_a / "best" and upload["files"] == sorted(MODEL_FILES)
+
+
+def test_bad_inputs_are_one_line_errors_before_fine_tuning(
+    tgif_root, tiny_extractor_dir, tiny_segformer_dir, tmp_path, caplog
+):
+    (tmp_path / "bad.json").write_text('{"f1": {"tgif": {}}}')
+    (tmp_path / "checkpoint-3").mkdir()  # no marker: an interrupted save
+    good = (tiny_extractor_dir, tgif_root, tiny_segformer_dir)
+    cases = [
+        (good, ["--baseline", str(tmp_path / "bad.json")], "not a dpeval tgif results file"),
+        (good, ["--baseline", str(tmp_path / "none.json")], "cannot read results JSON"),
+        ((tiny_extractor_dir, tmp_path / "nope", tiny_segformer_dir), [], "not a folder"),
+        (good, ["--resume-from-checkpoint", str(tmp_path / "checkpoint-3")], "incomplete"),
+        (good, ["--push-to-hub", "--hub-model-id", "a/b/c"], "not a valid repo id"),
+        ((tmp_path / "missing", tgif_root, tiny_segformer_dir), [], "no such model folder"),
+    ]
+    for (extractor, data, seg), extra, message in cases:
+        caplog.clear()
+        out = tmp_path / "out"
+        assert main([*_args(extractor, data, seg, out), *extra]) == 2, message
+        errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+        assert len(errors) == 1 and message in errors[0] and "\n" not in errors[0], errors
+        assert not list(out.glob("checkpoint-*"))
+    # a test mask that is not 0/255 stops the run before fine-tuning, naming the file
+    bad_tree = tmp_path / "tgif"
+    shutil.copytree(tgif_root, bad_tree)
+    bad_mask = next((bad_tree / "masks" / "testing").rglob("*_mask_bbox_512.png"))
+    Image.fromarray(np.full((64, 64), 128, np.uint8)).save(bad_mask)
+    caplog.clear()
+    assert main(_args(tiny_extractor_dir, bad_tree, tiny_segformer_dir, tmp_path / "out")) == 2
+    assert f"{bad_mask}: mask has values other than 0 and 255" in caplog.text
+    # the ImageNet-pretrained encoder offline: one line with the way out
+    caplog.clear()
+    args = _args(tiny_extractor_dir, tgif_root, tiny_segformer_dir, tmp_path / "out")
+    args[args.index("random")] = "imagenet"
+    assert main(args) == 2
+    assert "--rgb-encoder-init random" in caplog.text

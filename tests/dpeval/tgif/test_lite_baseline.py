@@ -1,11 +1,14 @@
+import json
+
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 from transformers import SegformerConfig, SegformerModel
 
 from dpeval.tgif.augment import IGNORE, augment
 from dpeval.tgif.finetune import masked_bce
-from dpeval.tgif.lite_baseline import LiteBaseline, load_rgb_encoder
+from dpeval.tgif.lite_baseline import DECODERS, LiteBaseline, load_rgb_encoder
 from dptrain.model import DiffusionPrint
 
 from .conftest import TINY_SEGFORMER
@@ -14,7 +17,7 @@ from .conftest import TINY_SEGFORMER
 def _tiny_model(c: int = 4) -> LiteBaseline:
     torch.manual_seed(0)
     rgb = SegformerModel(SegformerConfig(**TINY_SEGFORMER))
-    return LiteBaseline(rgb, DiffusionPrint(out_channels=c, width=8, depth=3))
+    return LiteBaseline.from_parts(rgb, DiffusionPrint(out_channels=c, width=8, depth=3))
 
 
 def test_output_has_input_size_and_only_the_extractor_is_frozen():
@@ -41,7 +44,7 @@ def test_modality_stream_matches_segformer_scales():
 
 def test_mit_b2_paper_size():
     """MiT-B2 + C = 64: the paper says ~36M parameters; this design has 37.6M."""
-    model = LiteBaseline(load_rgb_encoder("nvidia/mit-b2", "random"), DiffusionPrint())
+    model = LiteBaseline.from_parts(load_rgb_encoder("nvidia/mit-b2", "random"), DiffusionPrint())
     assert model.modality.stages[-1][-1].body[0].in_channels == 512
     n = sum(p.numel() for p in model.parameters())
     assert 35e6 < n < 39e6
@@ -71,3 +74,46 @@ def test_augment_pads_with_ignore_and_keeps_size():
     assert masked_bce(logits, torch.tensor([[[1, IGNORE], [IGNORE, IGNORE]]])) == pytest.approx(
         np.log(2)
     )
+
+
+def test_save_pretrained_rebuilds_the_same_localizer_offline(tmp_path):
+    model = _tiny_model().eval()
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    # complete: the SegFormer and DiffusionPrint settings and the decoder's name, nothing else
+    assert set(config) == {"rgb_encoder_config", "extractor_config", "decoder", "decoder_config"}
+    assert config["rgb_encoder_config"]["hidden_sizes"] == [16, 32, 40, 64]
+    assert config["extractor_config"]["out_channels"] == 4 and config["decoder"] == "mlp"
+    weights = load_file(tmp_path / "model.safetensors")
+    assert "extractor.backbone.0.weight" in weights  # the frozen extractor travels with it
+    loaded = LiteBaseline.from_pretrained(tmp_path, strict=True).eval()
+    x = torch.randint(0, 256, (1, 3, 33, 47), dtype=torch.uint8)
+    torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+    assert not any(p.requires_grad for p in loaded.extractor.parameters())
+
+
+def test_decoder_is_a_swappable_component(monkeypatch):
+    class StrideFour(torch.nn.Module):
+        """A 1x1 conv on the stride-4 fused map: the smallest decoder the contract allows."""
+
+        def __init__(self, channels, rgb_config, width=1):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(channels[0], width, 1)
+
+        def forward(self, fused):
+            assert len(fused) == 4
+            return self.conv(fused[0])
+
+    monkeypatch.setitem(DECODERS, "stride4", StrideFour)
+    torch.manual_seed(0)
+    config = {**TINY_SEGFORMER}
+    model = LiteBaseline(
+        rgb_encoder_config=config,
+        extractor_config={"out_channels": 4, "width": 8, "depth": 3},
+        decoder="stride4",
+        decoder_config={"width": 1},
+    )
+    assert isinstance(model.decoder, StrideFour)
+    assert model(torch.zeros(2, 3, 40, 52, dtype=torch.uint8)).shape == (2, 1, 40, 52)
+    with pytest.raises(ValueError, match="diffiml"):
+        LiteBaseline(rgb_encoder_config=config, extractor_config={}, decoder="diffiml")
