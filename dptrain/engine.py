@@ -42,11 +42,10 @@ from .head import GeneratorHead
 from .loss import DiffusionPrintLoss, LossOutput, concat_all_gather
 from .model import DiffusionPrint
 from .momentum import momentum_update
-from .tracker import JsonlTracker
+from .tracker import METRICS_FILE, log_with, tracker_config
 
 logger = get_logger(__name__)
 
-METRICS_FILE = "metrics.jsonl"
 CURVES_FILE = "training_curves.png"
 
 
@@ -243,14 +242,6 @@ def _save_checkpoint(accelerator: Accelerator, config: TrainConfig, step: int) -
     )
 
 
-def trackers(config: TrainConfig) -> list:
-    """accelerate's ``log_with``: always the JSON-lines file (the curves are drawn from it),
-    plus every other tracker named in ``--report-to``."""
-    out = Path(config.output_dir)
-    others = [name for name in config.report_to if name != JsonlTracker.name]
-    return [JsonlTracker(out / METRICS_FILE), *others]
-
-
 def train(config: TrainConfig) -> Path:
     """Run pretraining; the main process writes ``save_pretrained`` output and a model card.
 
@@ -270,7 +261,7 @@ def train(config: TrainConfig) -> Path:
     accelerator = Accelerator(
         cpu=multi_cpu,
         mixed_precision=config.mixed_precision,
-        log_with=trackers(config),
+        log_with=log_with(config.report_to, out),
         project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
     )
     try:
@@ -285,7 +276,7 @@ def train(config: TrainConfig) -> Path:
             f"{trainer.total_steps} steps ({trainer.steps_per_epoch} per epoch), "
             f"global batch {config.batch_size * accelerator.num_processes}"
         )
-        accelerator.init_trackers("dptrain", config=config.to_dict())
+        accelerator.init_trackers("dptrain", config=tracker_config(config.to_dict()))
         step = _resume_or_prefill(trainer, resume)
         step, last = _loop(trainer, step)
         _check_queues(trainer, step)

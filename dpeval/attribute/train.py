@@ -22,11 +22,10 @@ from sklearn.preprocessing import StandardScaler
 
 from dpeval.attribute.prototype import PrototypeHead
 from dptrain.curves import plot_curves
-from dptrain.tracker import JsonlTracker
+from dptrain.tracker import METRICS_FILE, log_with, tracker_config
 
 logger = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.jsonl"
 CURVES_FILE = "training_curves.png"
 PANELS = (("cross-entropy", ("loss",)), ("training accuracy", ("acc",)), ("temperature", ("tau",)))
 
@@ -64,8 +63,8 @@ def train_head(
     """
     set_seed(settings.seed)
     standardize_head(head, x)
-    accelerator = Accelerator(log_with=[JsonlTracker(Path(out_dir) / METRICS_FILE)])
-    accelerator.init_trackers("attribute", config=settings.__dict__)
+    accelerator = Accelerator(log_with=log_with((), out_dir))
+    accelerator.init_trackers("attribute", config=tracker_config(settings.__dict__))
     optimizer = torch.optim.AdamW(
         head.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
     )

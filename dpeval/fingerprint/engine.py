@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from dpgen.checkpoints import read_marker, resolve_checkpoint, save_checkpoint
 from dpgen.errors import InputError
 from dptrain.curves import plot_curves
-from dptrain.tracker import JsonlTracker
+from dptrain.tracker import log_with, tracker_config
 
 from . import figures
 from .config import FingerprintConfig
@@ -307,10 +307,9 @@ def prepare_residual(config: FingerprintConfig, accelerator: Accelerator, resume
 
 def _accelerator(config: FingerprintConfig) -> Accelerator:
     out = Path(config.out)
-    others = [name for name in config.report_to if name != JsonlTracker.name]
     accelerator = Accelerator(
         cpu=config.device == "cpu",
-        log_with=[JsonlTracker(out / METRICS_FILE), *others],
+        log_with=log_with(config.report_to, out),
         project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
     )
     if (
@@ -350,7 +349,7 @@ def train(config: FingerprintConfig) -> dict:
             config.size,
             accelerator.device,
         )
-        accelerator.init_trackers("dpeval-fingerprint", config=config.to_dict())
+        accelerator.init_trackers("dpeval-fingerprint", config=tracker_config(config.to_dict()))
         residual, spec = prepare_residual(config, accelerator, resume is not None)
         pixels = torch.from_numpy(np.concatenate([real.pixels, fake.pixels]))
         labels = torch.cat([torch.zeros(len(real)), torch.ones(len(fake))]).bool()

@@ -37,13 +37,11 @@ from dpeval.tgif.reader import TGIFSample
 from dpgen.checkpoints import save_checkpoint, step_of
 from dpgen.errors import InputError
 from dpgen.options import Options, option
-from dptrain.tracker import JsonlTracker
 
 logger = logging.getLogger(__name__)
 
 #: Complete checkpoints kept (the newest); older ones go only after a new one is in place.
 KEEP_CHECKPOINTS = 1
-METRICS_FILE = "metrics.jsonl"
 CURVES_FILE = "training_curves.png"
 #: The panels of the training-curve PNG: (title, metric names) as logged by the loop.
 CURVE_PANELS = (("training loss (BCE)", ("loss",)), ("validation F1 (TGIF, @0.5)", ("val_f1",)))
@@ -73,13 +71,6 @@ class FinetuneConfig(Options):
         help="experiment trackers, comma-separated: jsonl (metrics.jsonl, always written), "
         "tensorboard, wandb, or any other accelerate tracker name",
     )
-
-
-def trackers(config: FinetuneConfig, output_dir: str | Path) -> list:
-    """accelerate's ``log_with``: always ``metrics.jsonl`` (the curves are drawn from it), plus
-    every other tracker named in ``--report-to``."""
-    others = [name for name in config.report_to if name != JsonlTracker.name]
-    return [JsonlTracker(Path(output_dir) / METRICS_FILE), *others]
 
 
 @dataclass(frozen=True)

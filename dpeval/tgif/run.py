@@ -29,10 +29,8 @@ from dpeval.tgif.evaluate import aggregate, load_mask, load_rgb, predict, score_
 from dpeval.tgif.finetune import (
     CURVE_PANELS,
     CURVES_FILE,
-    METRICS_FILE,
     FinetuneConfig,
     finetune,
-    trackers,
 )
 from dpeval.tgif.lite_baseline import MIT_B2, LiteBaseline, load_rgb_encoder
 from dpeval.tgif.reader import GENERATORS, MASK_GROUPS, TGIFIndex, TGIFSample, read_tgif
@@ -41,6 +39,7 @@ from dpgen.checkpoints import list_checkpoints, resolve_checkpoint
 from dpgen.errors import InputError
 from dpgen.options import option
 from dptrain.curves import plot_curves
+from dptrain.tracker import METRICS_FILE, log_with, tracker_config
 
 logger = logging.getLogger(__name__)
 
@@ -97,12 +96,12 @@ def run_tgif(config: TgifConfig) -> tuple[dict | None, str]:
     multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
     accelerator = Accelerator(
         cpu=multi_cpu,
-        log_with=trackers(config, out),
+        log_with=log_with(config.report_to, out),
         project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
     )
     try:
         logger.info("%d process(es) on %s", accelerator.num_processes, accelerator.device)
-        accelerator.init_trackers("dpeval-tgif", config=_scalars(config.to_dict()))
+        accelerator.init_trackers("dpeval-tgif", config=tracker_config(config.to_dict()))
         training = finetune(
             model, inputs.train, inputs.val, out, config, accelerator, inputs.resume
         )
@@ -114,12 +113,6 @@ def run_tgif(config: TgifConfig) -> tuple[dict | None, str]:
     finally:
         accelerator.end_training()
     return results, table
-
-
-def _scalars(values: dict) -> dict:
-    """Settings as trackers accept them (TensorBoard's hparams: bool, str, int, float, None)."""
-    plain = (bool, str, int, float, type(None))
-    return {k: v if isinstance(v, plain) else json.dumps(v) for k, v in values.items()}
 
 
 def check_inputs(config: TgifConfig) -> TgifInputs:

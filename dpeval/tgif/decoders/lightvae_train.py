@@ -45,7 +45,8 @@ from dpeval.tgif.decoders.mask_data import MaskSet, list_masks
 from dpgen.checkpoints import atomic_write, resolve_checkpoint, save_checkpoint, step_of
 from dpgen.options import OptionError, Options, option
 from dptrain.curves import plot_curves
-from dptrain.engine import CURVES_FILE, METRICS_FILE, trackers
+from dptrain.engine import CURVES_FILE
+from dptrain.tracker import METRICS_FILE, log_with, tracker_config
 
 logger = logging.getLogger(__name__)
 
@@ -213,7 +214,7 @@ def _accelerator(config: LightVAETrainConfig) -> Accelerator:
     return Accelerator(
         cpu=multi_cpu,
         mixed_precision=config.mixed_precision,
-        log_with=trackers(config),
+        log_with=log_with(config.report_to, config.output_dir),
         project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
     )
 
@@ -234,7 +235,7 @@ def train_lightvae(config: LightVAETrainConfig) -> LightVAEReport:
             "LightVAE: %d process(es) on %s; %d training masks, %d for the F1",
             accelerator.num_processes, accelerator.device, len(train_set), len(eval_set),
         )  # fmt: skip
-        accelerator.init_trackers("lightvae", config=config.to_dict())
+        accelerator.init_trackers("lightvae", config=tracker_config(config.to_dict()))
         set_seed(config.seed)
         vae = LightVAE(config.latent_channels, config.base_channels)
         steps = _train(config, accelerator, vae, train_set, resume)
