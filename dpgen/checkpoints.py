@@ -178,6 +178,27 @@ def save_checkpoint(
     return final
 
 
+def save_accelerator_state(
+    accelerator: Any,
+    root: str | Path,
+    step: int,
+    *,
+    total_limit: int = 0,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """`save_checkpoint` of ``accelerator.save_state`` (model, optimizer, scheduler, RNG states
+    and registered objects), collective over the accelerator's processes."""
+    return save_checkpoint(
+        root,
+        step,
+        lambda folder: accelerator.save_state(str(folder)),
+        total_limit=total_limit,
+        is_main_process=accelerator.is_main_process,
+        barrier=accelerator.wait_for_everyone,
+        extra=extra,
+    )
+
+
 def _fsync_dir(path: Path) -> None:
     """Make a rename inside ``path`` durable (best effort; not every platform supports it)."""
     try:

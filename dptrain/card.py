@@ -83,8 +83,14 @@ Final metrics (last logged step):
     return path
 
 
-def push_to_hub(out_dir: str | Path, repo_id: str, api: HfApi | None = None) -> str:
-    """Upload `MODEL_FILES` of ``out_dir`` to the Hub model repo ``repo_id`` (created if needed).
+def push_to_hub(
+    out_dir: str | Path,
+    repo_id: str,
+    api: HfApi | None = None,
+    files: tuple[str, ...] = MODEL_FILES,
+    commit_message: str = "Upload DiffusionPrint extractor (dptrain)",
+) -> str:
+    """Upload ``files`` of ``out_dir`` to the Hub model repo ``repo_id`` (created if needed).
 
     Returns:
         The repo URL.
@@ -94,7 +100,7 @@ def push_to_hub(out_dir: str | Path, repo_id: str, api: HfApi | None = None) -> 
     api.upload_folder(
         repo_id=repo_id,
         folder_path=str(out_dir),
-        allow_patterns=list(MODEL_FILES),
-        commit_message="Upload DiffusionPrint extractor (dptrain)",
+        allow_patterns=list(files),
+        commit_message=commit_message,
     )
     return str(url)

@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from dpgen import schema
-from dpgen.checkpoints import resolve_checkpoint, save_checkpoint, step_of
+from dpgen.checkpoints import resolve_checkpoint, save_accelerator_state, step_of
 
 from . import card
 from .augment import high_pass, to_model_input
@@ -230,18 +230,6 @@ class Pretrainer:
         return concat_all_gather(fp[None]).tolist()
 
 
-def _save_checkpoint(accelerator: Accelerator, config: TrainConfig, step: int) -> None:
-    """A complete ``checkpoint-<step>`` or none (`dpgen.checkpoints`); old ones pruned after."""
-    save_checkpoint(
-        config.output_dir,
-        step,
-        lambda folder: accelerator.save_state(str(folder)),
-        total_limit=config.checkpoints_total_limit,
-        is_main_process=accelerator.is_main_process,
-        barrier=accelerator.wait_for_everyone,
-    )
-
-
 def train(config: TrainConfig) -> Path:
     """Run pretraining; the main process writes ``save_pretrained`` output and a model card.
 
@@ -321,7 +309,10 @@ def _loop(trainer: Pretrainer, step: int) -> tuple[int, dict[str, float]]:
             accelerator.log(last, step=step)
             progress.set_postfix(loss=f"{last['loss']:.4f}")
         if config.checkpointing_steps and step % config.checkpointing_steps == 0:
-            _save_checkpoint(accelerator, config, step)
+            # a complete checkpoint-<step> or none; old ones pruned only after it
+            save_accelerator_state(
+                accelerator, config.output_dir, step, total_limit=config.checkpoints_total_limit
+            )
     progress.close()
     return step, last
 

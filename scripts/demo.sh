@@ -28,9 +28,11 @@ for p in sorted(bundled_photos_dir().iterdir()):
         shutil.copy(p, Path('$OUT') / f'photos-{part}')
 "
 
-# 1. dpgen: inpaint 4 real photos with each tiny generator, plus 4 generated images per
-#    generator (made by its text-to-image pipeline), cut the paired patches, check the counts,
-#    draw a contact sheet of them.
+# 1. dpgen: how much GPU memory the real generators would need (counted from their published
+#    configs, no download); then inpaint 4 real photos with each tiny generator, plus 4 generated
+#    images per generator (made by its text-to-image pipeline), one generator loaded at a time;
+#    cut the paired patches, check the counts, draw a contact sheet of them.
+dpgen plan --generators sd21,sdxl,flux --gpu-memory 24
 dpgen build --generators tiny-sd21,tiny-sdxl,tiny-flux --real "$OUT/photos-train" \
     --num-images 4 --out "$OUT/build"
 dpgen info "$OUT/build"
@@ -49,10 +51,11 @@ print('loaded', type(model).__name__, 'extract ->', tuple(model.extract(x).shape
 "
 
 # 3. dpeval probe and spectra: an evaluation set from the held-out photos (pristine and
-#    VAE-reconstructed) and 8 text-to-image images per generator; a linear probe on the frozen
-#    GAP features of the trained model and of a random-init one; Fig. 3-style spectra.
+#    VAE-reconstructed) and 8 text-to-image images per generator (tiny-flux marked held out for
+#    the open-set step); a linear probe on the frozen GAP features of the trained model and of a
+#    random-init one; Fig. 3-style spectra.
 dpgen evalset --generators tiny-sd21,tiny-sdxl,tiny-flux --reconstruct "$OUT/photos-eval" \
-    --pristine "$OUT/photos-eval" --num-generated 8 --image-size 256 \
+    --pristine "$OUT/photos-eval" --num-generated 8 --image-size 256 --held-out tiny-flux \
     --train-data "$OUT/build" --out "$OUT/eval"
 dpeval probe --model "$OUT/model" --data "$OUT/eval" --update-card
 # the same architecture with random weights, for comparison
@@ -64,6 +67,9 @@ DiffusionPrint(**json.load(open('$OUT/model/config.json'))).save_pretrained('$OU
 "
 dpeval probe --model "$OUT/random-init" --data "$OUT/eval" --in-domain sd21,sdxl,flux
 dpeval spectra --data "$OUT/build" --out "$OUT/spectra"
+# which generator made a patch (prototype head, known: tiny-sd21, tiny-sdxl and real), and is
+# it one never seen (tiny-flux, held out)? closed-set and open-set metrics, figures
+dpeval attribute fit --model "$OUT/model" --data "$OUT/eval" --known sd21,sdxl --out "$OUT/attribute"
 
 # 4. dpeval tgif: a TGIF-shaped fixture (TGIF's folder and file names; fakes inpainted by the
 #    tiny pipelines), Lite Baseline (MiT-B2, random init: no download) fine-tuned with the

@@ -35,7 +35,7 @@ from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, set_seed
 from tqdm.auto import tqdm
 
-from dpgen.checkpoints import read_marker, resolve_checkpoint, save_checkpoint
+from dpgen.checkpoints import read_marker, resolve_checkpoint, save_accelerator_state
 from dpgen.errors import InputError
 from dptrain.curves import plot_curves
 from dptrain.tracker import log_with, tracker_config
@@ -246,10 +246,10 @@ class FingerprintTrainer:
     def save_checkpoint(self) -> Path:
         cfg = self.config
         settings = {k: cfg.to_dict()[k] for k in RESUME_KEYS}
-        return save_checkpoint(
+        return save_accelerator_state(
+            self.accelerator,
             cfg.out,
             self.state.step,
-            lambda d: self.accelerator.save_state(str(d)),
             total_limit=cfg.checkpoints_total_limit,
             extra={"epoch": self.state.epoch, "settings": settings},
         )

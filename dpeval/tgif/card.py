@@ -15,6 +15,7 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 from dpeval.tgif.lite_baseline import LiteBaseline
 from dpeval.tgif.report import markdown_table
 from dpgen.errors import InputError
+from dptrain import card as dptrain_card
 
 #: What a localizer folder holds and what `push_to_hub` uploads.
 MODEL_FILES = ("model.safetensors", "config.json", "README.md")
@@ -122,12 +123,6 @@ def push_to_hub(folder: str | Path, repo_id: str, api: HfApi | None = None) -> s
     Returns:
         The repo URL.
     """
-    api = api or HfApi()
-    url = api.create_repo(repo_id, repo_type="model", exist_ok=True)
-    api.upload_folder(
-        repo_id=repo_id,
-        folder_path=str(folder),
-        allow_patterns=list(MODEL_FILES),
-        commit_message="Upload Lite Baseline localizer (dpeval tgif)",
+    return dptrain_card.push_to_hub(
+        folder, repo_id, api, MODEL_FILES, "Upload Lite Baseline localizer (dpeval tgif)"
     )
-    return str(url)

@@ -34,7 +34,7 @@ from dpeval.tgif.augment import IGNORE
 from dpeval.tgif.crops import StepCrops, step_loader
 from dpeval.tgif.evaluate import score_samples
 from dpeval.tgif.reader import TGIFSample
-from dpgen.checkpoints import save_checkpoint, step_of
+from dpgen.checkpoints import save_accelerator_state, step_of
 from dpgen.errors import InputError
 from dpgen.options import Options, option
 
@@ -255,12 +255,10 @@ class _Loop:
             self.best.update(step, f1, model)
             logger.info("step %d: validation F1 (TGIF) %.4f (best before %.4f)", step, f1, previous)
             acc.log({"val_f1": f1}, step=step)
-        save_checkpoint(
+        save_accelerator_state(
+            acc,
             self.out,
             step,
-            lambda folder: acc.save_state(str(folder)),
             total_limit=KEEP_CHECKPOINTS,
-            is_main_process=acc.is_main_process,
-            barrier=acc.wait_for_everyone,
             extra={"best_step": self.best.step, "best_val_f1": self.best.f1},
         )

@@ -42,7 +42,12 @@ from dpeval.metrics import THRESHOLD, confusion, f1_tgif
 from dpeval.tgif.decoders.edges import EDGE_WIDTH, edge_map
 from dpeval.tgif.decoders.lightvae import DOWNSAMPLE, LightVAE, to_signed
 from dpeval.tgif.decoders.mask_data import MaskSet, list_masks
-from dpgen.checkpoints import atomic_write, resolve_checkpoint, save_checkpoint, step_of
+from dpgen.checkpoints import (
+    atomic_write,
+    resolve_checkpoint,
+    save_accelerator_state,
+    step_of,
+)
 from dpgen.options import OptionError, Options, option
 from dptrain.curves import plot_curves
 from dptrain.engine import CURVES_FILE
@@ -294,13 +299,8 @@ def _train(
 
 
 def _checkpoint(config: LightVAETrainConfig, accelerator: Accelerator, step: int) -> None:
-    save_checkpoint(
-        config.output_dir,
-        step,
-        lambda folder: accelerator.save_state(str(folder)),
-        total_limit=config.checkpoints_total_limit,
-        is_main_process=accelerator.is_main_process,
-        barrier=accelerator.wait_for_everyone,
+    save_accelerator_state(
+        accelerator, config.output_dir, step, total_limit=config.checkpoints_total_limit
     )
 
 
