@@ -124,5 +124,5 @@ def push_to_hub(folder: str | Path, repo_id: str, api: HfApi | None = None) -> s
         The repo URL.
     """
     return dptrain_card.push_to_hub(
-        folder, repo_id, api, MODEL_FILES, "Upload Lite Baseline localizer (dpeval tgif)"
+        folder, repo_id, api or HfApi(), MODEL_FILES, "Upload Lite Baseline localizer (dpeval tgif)"
     )
