@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import random
 import shutil
 import signal
@@ -114,12 +115,19 @@ def kill_and_resume(scenario: Scenario, work: Path, kills: int, rng: random.Rand
     print(f"{scenario.name}: uninterrupted run {duration:.1f} s, digest {expected[:16]}")
     out, landed, chains, same = work / f"{scenario.name}-killed", 0, 0, True
     while landed < kills or out.exists():
-        proc = subprocess.Popen(scenario.command(out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        # its own process group: a SIGKILL takes the launcher and the ranks it started, as a
+        # node failure would (killing `accelerate launch` alone leaves its rank running)
+        proc = subprocess.Popen(
+            scenario.command(out),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         delay = rng.uniform(0.5, duration) if landed < kills else None
         try:
             proc.wait(timeout=delay)
         except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             landed += 1
             print(f"  kill {landed} at {delay:.1f} s: {scenario.progress(out)}")

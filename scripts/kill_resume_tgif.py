@@ -100,7 +100,9 @@ def reference_run(cmd: list[str], out: Path, env: dict, steps: int) -> dict:
     """Run to the end; returns when (s after the start) it logged its first and last step, and
     when it ended."""
     start, marks = time.monotonic(), {}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     while proc.poll() is None:
         logged = _loss_lines(out / "metrics.jsonl")
         if logged and "first" not in marks:
@@ -133,7 +135,10 @@ def attempt(cmd: list[str], out: Path, env: dict, phase: str, when: float, jitte
     ``late``: ``when`` s after its trackers start (scoring and publishing, for a run whose
     training is complete). Returns whether it was killed (False: it finished first)."""
     metrics, skip = out / "metrics.jsonl", _lines(out / "metrics.jsonl")
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # its own process group, killed whole: data-loader workers go with it, as on a node failure
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     fire = time.monotonic() + when if phase == "load" else None
     while proc.poll() is None:
         if fire is None:
@@ -143,7 +148,7 @@ def attempt(cmd: list[str], out: Path, env: dict, phase: str, when: float, jitte
             elif phase == "late" and new:
                 fire = time.monotonic() + when
         if fire is not None and time.monotonic() >= fire:
-            os.kill(proc.pid, signal.SIGKILL)
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             return True
         time.sleep(0.01)
