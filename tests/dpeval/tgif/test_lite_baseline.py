@@ -7,7 +7,7 @@ from safetensors.torch import load_file
 from transformers import SegformerConfig, SegformerModel
 
 from dpeval.tgif.augment import IGNORE, augment
-from dpeval.tgif.finetune import masked_bce
+from dpeval.tgif.objective import masked_bce
 from dpeval.tgif.lite_baseline import DECODERS, LiteBaseline, load_rgb_encoder
 from dptrain.model import DiffusionPrint
 
