@@ -36,7 +36,13 @@ def masked_bce(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def padding_as_authentic(mask: torch.Tensor) -> torch.Tensor:
-    """(B, H, W) mask in {-1, 0, 1} -> (B, H, W) float in {0, 1}: padding (-1) becomes 0."""
+    """(B, H, W) mask in {-1, 0, 1} -> (B, H, W) float in {0, 1}: padding (-1) becomes 0.
+
+    Raises:
+        ValueError: a mask value other than -1, 0 and 1.
+    """
+    if bool(((mask != IGNORE) & (mask != 0) & (mask != 1)).any()):
+        raise ValueError(f"mask values must be {IGNORE} (padding), 0 or 1")
     return (mask == 1).float()
 
 
