@@ -164,9 +164,11 @@ COMMANDS = {
         run="dpeval.cli:run_tgif",
         help="fine-tune a fusion localizer on TGIF and report F1 (Table 2)",
         description="Fine-tune the Lite Baseline (SegFormer RGB + frozen extractor) on TGIF's "
-        "FR semantic training split, pick the checkpoint on validation, and report F1 at 0.5 "
-        "per generator x mask type on the test split; the validation-best model goes to "
-        "OUTPUT/best as a Hub model. See docs/tgif.md.",
+        "FR semantic training split, with SegFormer's All-MLP decoder or DiffIML's diffusion "
+        "decoder (--decoder), pick the checkpoint on validation, and report F1 at 0.5 per "
+        "generator x mask type on the test split (mean ± std over --seeds runs); the "
+        "validation-best model goes to OUTPUT/best as a Hub model. See docs/tgif.md and "
+        "docs/diffiml.md.",
     ),
     "lightvae": Command(
         config="dpeval.tgif.decoders.lightvae_train:LightVAETrainConfig",

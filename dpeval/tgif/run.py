@@ -264,7 +264,7 @@ def run_seeds(config: TgifConfig) -> tuple[dict | None, str]:
         logger.info("seed %d of %s: %s", sub.seed, config.output_dir, sub.output_dir)
         sub_inputs = dataclasses.replace(inputs, baseline=None, resume=resume)
         runs.append(run_one(sub, sub_inputs)[0])
-    if runs[0] is None:  # not the main process
+    if int(os.environ.get("RANK", "0")) != 0:  # the launcher's rank: only the main one reports
         return None, ""
     results = combine(runs, [sub.seed for sub in subs], _run_fields(config, inputs.index))
     out = Path(config.output_dir)
