@@ -36,7 +36,9 @@ def check_repo_id(repo_id: str) -> str:
 
 def card_text(results: dict) -> str:
     """The model card: metadata, usage, the F1 tables on TGIF's test split, the training."""
-    data = ModelCardData(library_name="diffusionprint", license="apache-2.0", tags=TAGS)
+    decoder = results.get("decoder", "mlp")
+    tags = TAGS + (["diffiml"] if decoder == "diffiml" else [])
+    data = ModelCardData(library_name="diffusionprint", license="apache-2.0", tags=tags)
     training = results["training"]
     config = training.get("config", {})
     return f"""---
@@ -86,7 +88,7 @@ split {training["best_val_f1"]:.4f}); crops {config.get("crop_size")}, effective
 def _decoder_text(results: dict) -> str:
     """One sentence on the decoder and, for DiffIML, its sampling settings."""
     settings = results.get("decoder_config") or {}
-    if results.get("decoder", "mlp") == "mlp":
+    if results.get("decoder", "mlp") != "diffiml":
         return "Decoder: SegFormer's All-MLP head (the paper's); `model(images)` gives logits."
     return (
         "Decoder: DiffIML's conditional diffusion decoder over LightVAE mask latents, sampling "
