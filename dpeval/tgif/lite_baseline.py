@@ -203,7 +203,8 @@ class LiteBaseline(
     tags=["image-forensics", "inpainting-localization", "diffusionprint", "lite-baseline"],
     license="apache-2.0",
 ):
-    """The fusion localizer. ``forward``: (B, 3, H, W) pixels 0..255 -> (B, 1, H, W) logits.
+    """The fusion localizer. ``forward``: (B, 3, H, W) pixels 0..255 -> (B, 1, H, W) logits;
+    `probabilities`: the map in [0, 1] (either decoder); `encode`: the four fused maps.
 
     Architecture only, rebuilt from primitive arguments (what ``config.json`` holds), so
     ``LiteBaseline.from_pretrained(folder or Hub id)`` needs no other download: the frozen
