@@ -7,7 +7,10 @@ the conversion logged) the localizer (`dpeval.tgif.lite_baseline.LiteBaseline`, 
 the image's full resolution. Images with a side longer than ``--max-side`` are cut into
 overlapping tiles whose maps are blended without seams (`dpeval.tiling`). Tiles of the same
 shape (all tiles of one image, and equal-size images in a row) go through the model in batches
-of ``--batch-size`` (default 4 on a GPU, 1 on the CPU where batching gains nothing).
+of ``--batch-size`` (default 4 on a GPU, 1 on the CPU where batching gains nothing). A localizer
+with DiffIML's diffusion decoder samples its maps: each tile's noise is seeded by the image's key
+and the tile's position (`tile_generator`), so maps are reproducible whatever the batching and
+however often the run was resumed.
 
 Outputs in ``--out`` for an image with key K (its file stem, or its path inside a folder input
 without the suffix):
@@ -26,6 +29,7 @@ that cannot be decoded is logged, listed in ``failures.jsonl`` and skipped; the 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -226,9 +230,21 @@ class OutputFolder:
 # --------------------------------------------------------------------------- inference
 
 
+def tile_generator(key: str, tile: Tile) -> torch.Generator:
+    """The CPU generator of a diffusion decoder's noise for one tile of the image ``key``."""
+    digest = hashlib.sha256(f"{key}\0{tile.y}\0{tile.x}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
+
+
 @torch.no_grad()
-def predict_tiles(model: LiteBaseline, pixels: list[np.ndarray], device: str) -> np.ndarray:
-    """Maps of same-shape crops: n x (h, w, 3) uint8 -> (n, h, w) float32 in [0, 1].
+def predict_tiles(
+    model: LiteBaseline,
+    pixels: list[np.ndarray],
+    device: str,
+    generators: list[torch.Generator] | None = None,
+) -> np.ndarray:
+    """Maps of same-shape crops: n x (h, w, 3) uint8 -> (n, h, w) float32 in [0, 1]
+    (`LiteBaseline.probabilities`; ``generators``, one per crop, seed a diffusion decoder).
 
     Crops with a side below the model's `LiteBaseline.min_side` are padded by repeating their
     edge pixels, and the padding is cut from the maps.
@@ -241,7 +257,7 @@ def predict_tiles(model: LiteBaseline, pixels: list[np.ndarray], device: str) ->
             batch, ((0, 0), (0, max(0, side - h)), (0, max(0, side - w)), (0, 0)), "edge"
         )
     x = torch.from_numpy(batch).permute(0, 3, 1, 2).to(device)
-    return torch.sigmoid(model(x)[:, 0]).float().cpu().numpy()[:, :h, :w]
+    return model.probabilities(x, generators)[:, 0].float().cpu().numpy()[:, :h, :w]
 
 
 @dataclass
@@ -320,7 +336,12 @@ def localize(config: LocalizeConfig) -> Summary:
     decoded = _decode_all(todo, summary, progress)
     batch_size = config.batch_size or (GPU_BATCH if device.startswith("cuda") else 1)
     for batch in _batches(_jobs(decoded, config.max_side, config.tile_overlap), batch_size):
-        probs = predict_tiles(model, [job.pixels for job in batch], device)
+        generators = (
+            [tile_generator(job.state.item.key, job.tile) for job in batch]
+            if model.sampling
+            else None
+        )
+        probs = predict_tiles(model, [job.pixels for job in batch], device, generators)
         for job, prob in zip(batch, probs, strict=True):
             if job.state.add(job.tile, prob):  # the image's last tile
                 _finish(job.state, out, config.threshold)

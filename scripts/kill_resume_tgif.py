@@ -12,9 +12,15 @@ and after, whether a half-written checkpoint was left), then the comparison: SHA
 ``best/model.safetensors`` and of the last checkpoint's weights and optimizer state, the F1
 tables and training summary of ``results.json``, the per-image scores and the loss per step. Exit status 1 on any difference.
 
+With ``--decoder diffiml`` the runs use DiffIML's diffusion decoder: each attempt first trains
+the LightVAE into ``OUTPUT/lightvae`` (or reuses a complete one). The first kill lands while it
+trains (``lightvae``: uniform in the reference's LightVAE time after its metrics file appears);
+kills while loading may land there too. The LightVAE's weights join the comparison.
+
 Runs on the embedded default (CPU, tiny models, the TGIF-shaped fixture), e.g.::
 
     python scripts/kill_resume_tgif.py --kills 10 --workdir /tmp/kill-tgif
+    python scripts/kill_resume_tgif.py --kills 10 --decoder diffiml --workdir /tmp/kill-diffiml
 """
 
 from __future__ import annotations
@@ -52,6 +58,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--rgb-encoder", help="SegFormer config folder (default: a tiny one)")
     p.add_argument("--seed", type=int, default=0, help="seeds the kill delays")
     p.add_argument("--threads", default="1", help="OMP_NUM_THREADS of every run")
+    p.add_argument(
+        "--decoder", default="mlp", choices=("mlp", "diffiml"), help="dpeval tgif --decoder"
+    )
     return p.parse_args()
 
 
@@ -71,14 +80,21 @@ def prepare(args: argparse.Namespace) -> tuple[str, str, str]:
     return data, extractor, rgb
 
 
-def command(data: str, extractor: str, rgb: str, out: Path, max_steps: int) -> list[str]:
+def command(
+    data: str, extractor: str, rgb: str, out: Path, max_steps: int, decoder: str
+) -> list[str]:
     return [
         sys.executable, "-m", "dpeval.cli", "tgif", "--extractor", extractor, "--data", data,
         "--rgb-encoder", rgb, "--rgb-encoder-init", "random", "--crop-size", "32",
         "--batch-size", "3", "--effective-batch", "6", "--num-workers", "1",
         "--figure-images", "0", "--max-steps", str(max_steps), "--output-dir", str(out),
-        "--resume-from-checkpoint", "latest", "--name", "run",
+        "--resume-from-checkpoint", "latest", "--name", "run", "--decoder", decoder,
     ]  # fmt: skip
+
+
+#: The LightVAE phase of a diffiml run: its metrics file (created as it starts) and its report.
+VAE_METRICS = Path("lightvae") / "metrics.jsonl"
+VAE_DONE = Path("lightvae") / "reconstruction.json"
 
 
 def newest(out: Path) -> str:
@@ -104,6 +120,10 @@ def reference_run(cmd: list[str], out: Path, env: dict, steps: int) -> dict:
         cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
     while proc.poll() is None:
+        if (out / VAE_METRICS).is_file() and "vae_start" not in marks:
+            marks["vae_start"] = time.monotonic() - start
+        if (out / VAE_DONE).is_file() and "vae_end" not in marks:
+            marks["vae_end"] = time.monotonic() - start
         logged = _loss_lines(out / "metrics.jsonl")
         if logged and "first" not in marks:
             marks["first"] = time.monotonic() - start
@@ -130,10 +150,11 @@ def _records(path: Path, skip: int) -> list[dict]:
 
 
 def attempt(cmd: list[str], out: Path, env: dict, phase: str, when: float, jitter: float) -> bool:
-    """Run once and SIGKILL it: ``load``: ``when`` s after its start; ``step``: ``jitter`` s
-    after it logs training step ``when`` (so in that step, its validation or its checkpoint);
-    ``late``: ``when`` s after its trackers start (scoring and publishing, for a run whose
-    training is complete). Returns whether it was killed (False: it finished first)."""
+    """Run once and SIGKILL it: ``load``: ``when`` s after its start; ``lightvae``: ``when`` s
+    after the LightVAE's metrics file appears; ``step``: ``jitter`` s after it logs training
+    step ``when`` (so in that step, its validation or its checkpoint); ``late``: ``when`` s
+    after its trackers start (scoring and publishing, for a run whose training is complete).
+    Returns whether it was killed (False: it finished first)."""
     metrics, skip = out / "metrics.jsonl", _lines(out / "metrics.jsonl")
     # its own process group, killed whole: data-loader workers go with it, as on a node failure
     proc = subprocess.Popen(
@@ -141,6 +162,8 @@ def attempt(cmd: list[str], out: Path, env: dict, phase: str, when: float, jitte
     )
     fire = time.monotonic() + when if phase == "load" else None
     while proc.poll() is None:
+        if fire is None and phase == "lightvae" and (out / VAE_METRICS).is_file():
+            fire = time.monotonic() + when
         if fire is None:
             new = _records(metrics, skip)
             if phase == "step" and any(r.get("step", 0) >= when and "loss" in r for r in new):
@@ -166,6 +189,7 @@ def killed_runs(cmd: list[str], out: Path, env: dict, args, marks: dict) -> list
     next third of the remaining steps (plus up to half a second), the others while loading
     (uniform in the reference's start-up time); once training is complete, half while loading
     and half while scoring and publishing (uniform in the reference's time after its last step).
+    With a LightVAE phase (diffiml), the first kill comes while the LightVAE trains.
     """
     rng, log, attempts = random.Random(args.seed), [], 0
     while sum(k["killed"] for k in log) < args.kills and attempts < 3 * args.kills:
@@ -175,7 +199,10 @@ def killed_runs(cmd: list[str], out: Path, env: dict, args, marks: dict) -> list
         phase = rng.choices(
             ["load", "late"] if done else ["load", "step"], [1, 1] if done else [1, 4]
         )[0]
-        if phase == "step":
+        if attempts == 1 and "vae_end" in marks:
+            phase = "lightvae"
+            when = rng.uniform(0, marks["vae_end"] - marks["vae_start"])
+        elif phase == "step":
             left = args.max_steps - _step(before)
             when = _step(before) + rng.randint(1, max(1, left // 3))
         else:
@@ -202,7 +229,9 @@ def fingerprint(out: Path, steps: int) -> dict:
     training = {k: v for k, v in results["training"].items() if k != "config"}
     rows = (out / "per_image.jsonl").read_text()
     losses = read_metrics(out / "metrics.jsonl")["loss"]
+    vae = out / "lightvae" / "model.safetensors"
     return {
+        **({"lightvae/model.safetensors": _sha(vae)} if vae.is_file() else {}),
         "best/model.safetensors": _sha(out / "best" / "model.safetensors"),
         f"checkpoint-{steps}/model.safetensors": _sha(out / f"checkpoint-{steps}" / "model.safetensors"),
         f"checkpoint-{steps}/optimizer.bin": _sha(out / f"checkpoint-{steps}" / "optimizer.bin"),
@@ -222,18 +251,18 @@ def main() -> int:
     for folder in (ref, killed):
         if folder.exists():
             sys.exit(f"{folder}: exists; use a fresh --workdir")
-    marks = reference_run(command(data, extractor, rgb, ref, args.max_steps), ref, env,
-                          args.max_steps)  # fmt: skip
+    marks = reference_run(command(data, extractor, rgb, ref, args.max_steps, args.decoder), ref,
+                          env, args.max_steps)  # fmt: skip
     print(
         f"reference run: {marks['end']:.1f} s; steps 1..{args.max_steps} logged at "
         f"{marks['first']:.1f}..{marks['last']:.1f} s"
     )
-    cmd = command(data, extractor, rgb, killed, args.max_steps)
+    cmd = command(data, extractor, rgb, killed, args.max_steps, args.decoder)
     log = killed_runs(cmd, killed, env, args, marks)
     print(
         f"{sum(k['killed'] for k in log)} SIGKILLs in {len(log)} attempts, then one run to "
-        "the end; 'at': seconds after the start (load), the training step (step), seconds "
-        "after the trackers start (late)"
+        "the end; 'at': seconds after the start (load), after the LightVAE starts (lightvae), "
+        "the training step (step), seconds after the trackers start (late)"
     )
     print(
         "| attempt | phase | at | killed | newest checkpoint before | after | half-written left |"

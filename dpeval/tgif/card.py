@@ -37,7 +37,9 @@ def check_repo_id(repo_id: str) -> str:
 
 def card_text(results: dict) -> str:
     """The model card: metadata, usage, the F1 tables on TGIF's test split, the training."""
-    data = ModelCardData(library_name="diffusionprint", license="apache-2.0", tags=TAGS)
+    decoder = results.get("decoder", "mlp")
+    tags = TAGS + (["diffiml"] if decoder == "diffiml" else [])
+    data = ModelCardData(library_name="diffusionprint", license="apache-2.0", tags=tags)
     training = results["training"]
     config = training.get("config", {})
     return f"""---
@@ -49,13 +51,15 @@ def card_text(results: dict) -> str:
 A fusion localizer (SegFormer RGB encoder `{results["rgb_encoder"]}`, init
 `{results["rgb_encoder_init"]}`, + the frozen forensic extractor, paper Sec. 4.3) fine-tuned by
 `dpeval tgif` on TGIF's FR semantic training split. It maps an RGB image to the probability that
-each pixel was painted by diffusion inpainting.
+each pixel was painted by diffusion inpainting. {_decoder_text(results)}
 
 ```python
+import torch
 from dpeval.tgif.lite_baseline import LiteBaseline
 
 model = LiteBaseline.from_pretrained("path/or/repo").eval()
-logits = model(images)  # (B, 3, H, W) RGB pixels 0..255 -> (B, 1, H, W); sigmoid -> [0, 1]
+with torch.no_grad():  # (B, 3, H, W) RGB pixels 0..255 -> (B, 1, H, W) in [0, 1]
+    probs = model.probabilities(images, generator=torch.Generator().manual_seed(0))
 ```
 ```bash
 dpeval localize --model path/or/repo photo.jpg --out maps/
@@ -80,6 +84,19 @@ split {training["best_val_f1"]:.4f}); crops {config.get("crop_size")}, effective
 
 </details>
 """
+
+
+def _decoder_text(results: dict) -> str:
+    """One sentence on the decoder and, for DiffIML, its sampling settings."""
+    settings = results.get("decoder_config") or {}
+    if results.get("decoder", "mlp") != "diffiml":
+        return "Decoder: SegFormer's All-MLP head (the paper's); `model(images)` gives logits."
+    return (
+        "Decoder: DiffIML's conditional diffusion decoder over LightVAE mask latents, sampling "
+        f"{settings.get('num_inference_steps')} DDIM steps x {settings.get('ensemble')} noise "
+        f"draws, flip TTA {'on' if settings.get('flip_tta') else 'off'}; the generator seeds "
+        "the noise."
+    )
 
 
 def save_localizer(model: LiteBaseline, folder: str | Path, results: dict) -> Path:

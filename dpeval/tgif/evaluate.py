@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torch import nn
 from tqdm.auto import tqdm
 
 from dpeval.metrics import AT_FIXED, F1_CONVENTIONS, mean_over_images, pixel_metrics
+from dpeval.tgif.lite_baseline import LiteBaseline
 from dpeval.tgif.reader import GENERATORS, MASK_GROUPS, MASK_TYPES, TGIFSample
 from dpgen import masks
 from dpgen.errors import InputError
@@ -42,21 +42,42 @@ def load_mask(path: Path) -> np.ndarray:
     return masks.load_mask(path).astype(np.uint8)
 
 
+def image_generator(seed: int, index: int) -> torch.Generator:
+    """The CPU generator of a diffusion decoder's sampling for image ``index`` of a split."""
+    state = np.random.SeedSequence([seed, index]).generate_state(2)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
 @torch.no_grad()
-def predict(model: nn.Module, image: np.ndarray, device: torch.device) -> np.ndarray:
-    """Probability map of one full image. ``image``: (H, W, 3) uint8 -> (H, W) float32 in [0, 1]."""
+def predict(
+    model: LiteBaseline,
+    image: np.ndarray,
+    device: torch.device,
+    generator: torch.Generator | None = None,
+) -> np.ndarray:
+    """Probability map of one full image. ``image``: (H, W, 3) uint8 -> (H, W) float32 in [0, 1].
+
+    ``model.probabilities``: sigmoid of the MLP decoder's logits, or DiffIML's sampled map
+    (seeded by ``generator``)."""
     x = torch.from_numpy(image).permute(2, 0, 1)[None].to(device)
-    return torch.sigmoid(model(x))[0, 0].float().cpu().numpy()
+    return model.probabilities(x, generator)[0, 0].float().cpu().numpy()
 
 
 def score_samples(
-    model: nn.Module, samples: Sequence[TGIFSample], device: torch.device, progress: bool = True
+    model: LiteBaseline,
+    samples: Sequence[TGIFSample],
+    device: torch.device,
+    progress: bool = True,
+    seed: int = 0,
 ) -> list[dict]:
-    """Per-image rows: the sample's keys and every metric at 0.5 (``"tgif@0.5"``, ...)."""
+    """Per-image rows: the sample's keys and every metric at 0.5 (``"tgif@0.5"``, ...).
+
+    A diffusion decoder samples image i's map with `image_generator` (``seed``, i), so the
+    scores do not depend on what ran before."""
     model.eval()
     rows = []
-    for s in tqdm(samples, desc="scoring", unit="image", disable=not progress):
-        prob = predict(model, load_rgb(s.image), device)
+    for i, s in enumerate(tqdm(samples, desc="scoring", unit="image", disable=not progress)):
+        prob = predict(model, load_rgb(s.image), device, image_generator(seed, i))
         mask = load_mask(s.mask)
         if prob.shape != mask.shape:
             raise InputError(

@@ -1,17 +1,20 @@
 """Fine-tune a fusion localizer on TGIF's FR semantic training split (paper Sec. 4.3).
 
-SGD (lr 0.005, momentum 0.9, weight decay 0.0005) on the pixel-wise binary cross-entropy of
-the logits, padded pixels ignored; an effective batch of 18 reached by gradient accumulation
-(TruFor's 9 x 2); the extractor stays frozen inside the model. After every epoch (and at the
-last step) the main process scores the validation split with TGIF's F1 and keeps the best
-weights in memory (`ValidationBest`), then a complete ``OUTPUT/checkpoint-<step>`` is written
-through `dpgen.checkpoints` (``accelerator.save_state``: model, optimizer, RNG states, and the
-validation-best step, F1 and weights); the previous checkpoint is removed only after it.
+SGD (lr 0.005, momentum 0.9, weight decay 0.0005) on `dpeval.tgif.objective.LocalizerLoss`:
+the pixel-wise binary cross-entropy of the logits with padded pixels ignored (MLP decoder), or
+DiffIML's latent-diffusion loss (diffusion decoder); an effective batch of 18 reached by
+gradient accumulation (TruFor's 9 x 2); the extractor stays frozen inside the model. After every
+epoch (and at the last step) the main process scores the validation split with TGIF's F1 and
+keeps the best weights in memory (`ValidationBest`), then a complete
+``OUTPUT/checkpoint-<step>`` is written through `dpgen.checkpoints` (``accelerator.save_state``:
+model, optimizer, RNG states, and the validation-best step, F1 and weights); the previous
+checkpoint is removed only after it. Only the validation split selects the checkpoint.
 
 Resuming (``--resume-from-checkpoint latest``) gives exactly the weights and results of an
-uninterrupted run: the crops are a pure function of (seed, step) (`dpeval.tgif.crops`), the
-data loader does not draw from torch's global generator, and the checkpoint restores that
-generator (SegFormer's drop-path uses it) together with the validation-best state.
+uninterrupted run: the crops are a pure function of (seed, step) (`dpeval.tgif.crops`), so is the
+diffusion noise (`dpeval.tgif.objective.noise_generator`) and the validation's sampling (seeded
+per image), the data loader does not draw from torch's global generator, and the checkpoint
+restores that generator (SegFormer's drop-path uses it) together with the validation-best state.
 """
 
 from __future__ import annotations
@@ -24,15 +27,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from accelerate import Accelerator
 from torch import nn
 from tqdm.auto import tqdm
 
 from dpeval.metrics import AT_FIXED, mean_over_images
-from dpeval.tgif.augment import IGNORE
 from dpeval.tgif.crops import StepCrops, step_loader
 from dpeval.tgif.evaluate import score_samples
+from dpeval.tgif.lite_baseline import LiteBaseline
+from dpeval.tgif.objective import LocalizerLoss, noise_generator
 from dpeval.tgif.reader import TGIFSample
 from dpgen.checkpoints import save_accelerator_state, step_of
 from dpgen.errors import InputError
@@ -44,7 +47,10 @@ logger = logging.getLogger(__name__)
 KEEP_CHECKPOINTS = 1
 CURVES_FILE = "training_curves.png"
 #: The panels of the training-curve PNG: (title, metric names) as logged by the loop.
-CURVE_PANELS = (("training loss (BCE)", ("loss",)), ("validation F1 (TGIF, @0.5)", ("val_f1",)))
+CURVE_PANELS = (
+    ("training loss (BCE, or DiffIML's latent MSE)", ("loss",)),
+    ("validation F1 (TGIF, @0.5)", ("val_f1",)),
+)
 
 
 @dataclass(kw_only=True)
@@ -126,21 +132,18 @@ class ValidationBest:
         self.step, self.f1, self.weights = state["step"], state["f1"], state["weights"]
 
 
-def masked_bce(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy over pixels whose mask is not `IGNORE`. logits (B, 1, H, W), mask (B, H, W)."""
-    valid = mask != IGNORE
-    return F.binary_cross_entropy_with_logits(logits[:, 0][valid], mask[valid].float())
-
-
-def validate(model: nn.Module, samples: Sequence[TGIFSample], device: torch.device) -> float:
-    """Mean TGIF F1 at 0.5 over the validation fakes (the checkpoint-selection score)."""
-    rows = score_samples(model, samples, device, progress=False)
+def validate(
+    model: LiteBaseline, samples: Sequence[TGIFSample], device: torch.device, seed: int
+) -> float:
+    """Mean TGIF F1 at 0.5 over the validation fakes (the checkpoint-selection score); a
+    diffusion decoder samples each image's map seeded by (``seed``, image), as the test does."""
+    rows = score_samples(model, samples, device, progress=False, seed=seed)
     model.train()
     return mean_over_images(r["tgif" + AT_FIXED] for r in rows)[0]
 
 
 def finetune(
-    model: nn.Module,
+    model: LiteBaseline,
     train: Sequence[TGIFSample],
     val: Sequence[TGIFSample],
     output_dir: str | Path,
@@ -162,7 +165,7 @@ def finetune(
     optimizer = torch.optim.SGD(
         trainable, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
     )
-    model, optimizer = accelerator.prepare(model, optimizer)
+    objective, optimizer = accelerator.prepare(LocalizerLoss(model), optimizer)
     best = ValidationBest()
     accelerator.register_for_checkpointing(best)
     step = 0
@@ -176,10 +179,12 @@ def finetune(
     )  # fmt: skip
     first, stop = step * plan.accumulation, plan.total * plan.accumulation
     batches = iter(step_loader(crops, first, stop, config.num_workers, config.seed))
-    loop = _Loop(model, optimizer, batches, plan, val, best, Path(output_dir), accelerator)
+    loop = _Loop(
+        objective, optimizer, batches, plan, val, best, Path(output_dir), accelerator, config.seed
+    )
     loop.run(step)
     if accelerator.is_main_process:  # only the main process validates, keeps and reports
-        accelerator.unwrap_model(model).load_state_dict(best.weights)
+        model.load_state_dict(best.weights)
     return {
         "best_step": best.step,
         "best_val_f1": best.f1,
@@ -203,7 +208,7 @@ def _log_plan(
 class _Loop:
     """The training loop's state between steps."""
 
-    model: nn.Module
+    objective: nn.Module  # the prepared LocalizerLoss
     optimizer: torch.optim.Optimizer
     batches: Iterator
     plan: Schedule
@@ -211,6 +216,7 @@ class _Loop:
     best: ValidationBest
     out: Path
     accelerator: Accelerator
+    seed: int
 
     def run(self, step: int) -> None:
         """Train from ``step`` to the end, validating and checkpointing after each epoch."""
@@ -218,9 +224,9 @@ class _Loop:
             total=self.plan.total, initial=step, desc="fine-tuning", unit="step",
             disable=not self.accelerator.is_local_main_process,
         )  # fmt: skip
-        self.model.train()
+        self.objective.train()
         while step < self.plan.total:
-            loss = self.step()
+            loss = self.step(step)
             step += 1
             self.accelerator.log({"loss": loss}, step=step)
             progress.update(1)
@@ -229,16 +235,18 @@ class _Loop:
                 self.end_of_epoch(step)
         progress.close()
 
-    def step(self) -> float:
-        """One optimizer step over ``accumulation`` micro-batches; the mean loss of all processes."""
+    def step(self, step: int) -> float:
+        """Optimizer step ``step`` (0-based) over ``accumulation`` micro-batches; the mean loss
+        of all processes."""
         acc, accum, device = self.accelerator, self.plan.accumulation, self.accelerator.device
         total = torch.zeros((), device=device)
         for micro in range(accum):
             image, mask = (t.to(device, non_blocking=True) for t in next(self.batches))
+            noise = noise_generator(self.seed, step * accum + micro, acc.process_index)
             # gradients are all-reduced only on the last micro-batch of the step
-            sync = acc.no_sync(self.model) if micro < accum - 1 else nullcontext()
+            sync = acc.no_sync(self.objective) if micro < accum - 1 else nullcontext()
             with sync:
-                loss = masked_bce(self.model(image), mask) / accum
+                loss = self.objective(image, mask, noise) / accum
                 acc.backward(loss)
             total += loss.detach()
         self.optimizer.step()
@@ -249,8 +257,8 @@ class _Loop:
         """Validate (main process), keep the best weights, write a complete checkpoint."""
         acc = self.accelerator
         if acc.is_main_process:
-            model = acc.unwrap_model(self.model)
-            f1 = validate(model, self.val, acc.device)
+            model = acc.unwrap_model(self.objective).localizer
+            f1 = validate(model, self.val, acc.device, self.seed)
             previous = self.best.f1
             self.best.update(step, f1, model)
             logger.info("step %d: validation F1 (TGIF) %.4f (best before %.4f)", step, f1, previous)

@@ -4,9 +4,12 @@ The RGB image goes through a SegFormer MiT encoder (MiT-B2, ImageNet-pretrained 
 in the paper). The frozen extractor (DiffusionPrint or Noiseprint++) turns the same image into a
 full-resolution (C, H, W) map, which a light residual CNN brings to the encoder's four scales
 (64/128/320/512 channels at strides 4/8/16/32 for MiT-B2). At each scale the two features are
-concatenated and fused by 1x1 conv -> BN -> ReLU; a decoder (SegFormer's All-MLP decoder, the
-paper's; any entry of `DECODERS`) turns the four fused maps into one logit map, upsampled to the
-input size. About 36M parameters with MiT-B2 and C = 64, of which the extractor's 0.6M are frozen.
+concatenated and fused by 1x1 conv -> BN -> ReLU (`LiteBaseline.encode`); a decoder turns the
+four fused maps into the map of "inpainted": SegFormer's All-MLP decoder (``"mlp"``, the paper's:
+logits, upsampled to the input size) or DiffIML's conditional diffusion decoder (``"diffiml"``,
+`dpeval.tgif.decoders.diffiml.DiffIMLDecoder`: probabilities sampled from mask latents).
+`LiteBaseline.probabilities` is the map of either. About 36M parameters with MiT-B2, C = 64 and
+the MLP decoder, of which the extractor's 0.6M are frozen.
 
 `LiteBaseline` is a `huggingface_hub.PyTorchModelHubMixin` model: ``save_pretrained`` writes a
 ``config.json`` that rebuilds it (the SegFormer and DiffusionPrint settings, the decoder's name)
@@ -25,6 +28,8 @@ from torch import nn
 from transformers import SegformerConfig, SegformerModel
 from transformers.models.segformer.modeling_segformer import SegformerDecodeHead
 
+from dpeval.tgif.decoders.diffiml import DiffIMLDecoder
+from dpeval.tgif.decoders.lightvae import DOWNSAMPLE, LightVAE
 from dpgen.errors import InputError
 from dptrain.model import DiffusionPrint
 
@@ -50,6 +55,8 @@ SEGFORMER_KEYS = (
 #: ImageNet statistics of the RGB stream's input (the extractor sees raw pixels).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+#: ``forward`` of a sampling decoder returns ``logit(probabilities)``, clamped to [eps, 1 - eps].
+LOGIT_EPS = 1e-6
 
 
 class RGBEncoderError(InputError, OSError):
@@ -156,11 +163,20 @@ def mlp_decoder(channels: list[int], rgb_config: SegformerConfig) -> nn.Module:
     return SegformerDecodeHead(SegformerConfig.from_dict({**head, "num_labels": 1}))
 
 
-#: Decoders by name: ``factory(channels, rgb_config, **decoder_config) -> nn.Module`` whose
-#: ``forward`` takes the four fused maps (list of (B, C_i, H/s_i, W/s_i), strides 4/8/16/32,
-#: C_i = ``channels[i]``) and returns (B, 1, h, w) logits at any resolution; the localizer
-#: upsamples them to (H, W). Another decoder plugs in by adding an entry here.
-DECODERS: dict[str, Callable[..., nn.Module]] = {"mlp": mlp_decoder}
+def diffiml_decoder(channels: list[int], rgb_config: SegformerConfig, **config) -> DiffIMLDecoder:
+    """DiffIML's diffusion decoder conditioned on the four fused maps (``config``: its init
+    arguments other than ``feature_channels``; see `DiffIMLDecoder`). ``rgb_config`` is unused."""
+    return DiffIMLDecoder(feature_channels=tuple(channels), **config)
+
+
+#: Decoders by name: ``factory(channels, rgb_config, **decoder_config) -> nn.Module`` over the
+#: four fused maps (list of (B, C_i, H/s_i, W/s_i), strides 4/8/16/32, C_i = ``channels[i]``).
+#: Two kinds: a *discriminative* decoder's ``forward(fused)`` returns (B, 1, h, w) logits at any
+#: resolution (the localizer upsamples them to (H, W)); a *sampling* decoder (one with a
+#: ``predict`` method, as `DiffIMLDecoder`) has ``forward(fused, mask01, generator)`` returning
+#: its training loss (``.loss``) and ``predict(encode, images, generator)`` returning (B, 1, H, W)
+#: probabilities for H, W multiples of 8. Another decoder plugs in by adding an entry here.
+DECODERS: dict[str, Callable[..., nn.Module]] = {"mlp": mlp_decoder, "diffiml": diffiml_decoder}
 
 
 def segformer_config_dict(config: SegformerConfig) -> dict:
@@ -187,7 +203,8 @@ class LiteBaseline(
     tags=["image-forensics", "inpainting-localization", "diffusionprint", "lite-baseline"],
     license="apache-2.0",
 ):
-    """The fusion localizer. ``forward``: (B, 3, H, W) pixels 0..255 -> (B, 1, H, W) logits.
+    """The fusion localizer. ``forward``: (B, 3, H, W) pixels 0..255 -> (B, 1, H, W) logits;
+    `probabilities`: the map in [0, 1] (either decoder); `encode`: the four fused maps.
 
     Architecture only, rebuilt from primitive arguments (what ``config.json`` holds), so
     ``LiteBaseline.from_pretrained(folder or Hub id)`` needs no other download: the frozen
@@ -201,8 +218,10 @@ class LiteBaseline(
             ``out_channels``. The extractor is frozen: ``requires_grad=False``, always in eval
             mode (BN keeps its pretraining statistics).
         decoder: name in `DECODERS` of the head over the fused maps (``"mlp"``: SegFormer's
-            All-MLP decoder, the paper's).
-        decoder_config: keyword arguments of that decoder's factory.
+            All-MLP decoder, the paper's; ``"diffiml"``: DiffIML's diffusion decoder).
+        decoder_config: keyword arguments of that decoder's factory (for ``"diffiml"`` the
+            sampling settings and the LightVAE's shape; the LightVAE's weights are in the
+            model's state dict with the rest).
 
     Raises:
         ValueError: an unknown decoder name.
@@ -239,17 +258,48 @@ class LiteBaseline(
 
     @classmethod
     def from_parts(
-        cls, rgb_encoder: SegformerModel, extractor: DiffusionPrint, decoder: str = "mlp"
+        cls,
+        rgb_encoder: SegformerModel,
+        extractor: DiffusionPrint,
+        decoder: str = "mlp",
+        decoder_config: dict | None = None,
+        vae: LightVAE | None = None,
     ) -> LiteBaseline:
-        """A new localizer holding copies of ``rgb_encoder``'s and ``extractor``'s weights."""
+        """A new localizer holding copies of ``rgb_encoder``'s and ``extractor``'s weights.
+
+        Args:
+            vae: for ``decoder="diffiml"``, the trained LightVAE whose weights (and shape:
+                latent channels, width, scale, which override ``decoder_config``'s) the
+                decoder takes; required there, refused otherwise.
+
+        Raises:
+            ValueError: a ``vae`` missing for a sampling decoder or given for another one.
+        """
+        config = dict(decoder_config or {})
+        if (decoder == "diffiml") != (vae is not None):
+            raise ValueError(f"decoder {decoder!r}: a LightVAE is needed for 'diffiml' only")
+        if vae is not None:
+            config.update(
+                latent_channels=vae.latent_channels,
+                vae_base_channels=vae.base_channels,
+                latent_scale=vae.scaling_factor,
+            )
         model = cls(
             rgb_encoder_config=segformer_config_dict(rgb_encoder.config),
             extractor_config=extractor_config_dict(extractor),
             decoder=decoder,
+            decoder_config=config,
         )
         model.rgb_encoder.load_state_dict(rgb_encoder.state_dict())
         model.extractor.load_state_dict(extractor.state_dict())
+        if vae is not None:
+            model.decoder.set_vae(vae)
         return model
+
+    @property
+    def sampling(self) -> bool:
+        """True when the decoder samples its map (DiffIML) rather than predicting logits."""
+        return callable(getattr(self.decoder, "predict", None))
 
     @property
     def min_side(self) -> int:
@@ -266,8 +316,10 @@ class LiteBaseline(
         self.extractor.eval()  # frozen: BN keeps its pretraining statistics
         return self
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of "inpainted" per pixel. ``x``: (B, 3, H, W) RGB pixels 0..255 (uint8 or float)."""
+    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The four fused maps: (B, 3, H, W) RGB pixels 0..255 (uint8 or float) -> 4 x
+        (B, C_i, H/s, W/s), s = 4, 8, 16, 32 (sides rounded up), C_i = the encoder's
+        ``hidden_sizes``. What every decoder reads."""
         x = x.float()
         with torch.no_grad():
             modal = self.extractor.extract(x)  # (B, C, H, W), full resolution
@@ -276,9 +328,41 @@ class LiteBaseline(
             rgb, output_hidden_states=True
         ).hidden_states  # 4 x (B, Ci, H/s, W/s)
         modal_feats = self.modality(modal)
-        fused = [
+        return [
             f(torch.cat([r, m], dim=1))
             for f, r, m in zip(self.fuse, rgb_feats, modal_feats, strict=True)
         ]
-        logits = self.decoder(fused)  # (B, 1, h, w), h = H/4 for the MLP decoder
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of "inpainted" per pixel. ``x``: (B, 3, H, W) RGB pixels 0..255 (uint8 or float).
+
+        For a sampling decoder (DiffIML) the logits are ``logit(probabilities(x))`` (clamped to
+        `LOGIT_EPS`), sampled with torch's global generator; use `probabilities` to seed it.
+        """
+        if self.sampling:
+            return torch.logit(self.probabilities(x), eps=LOGIT_EPS)
+        logits = self.decoder(self.encode(x))  # (B, 1, h, w), h = H/4 for the MLP decoder
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+    def probabilities(
+        self,
+        x: torch.Tensor,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+    ) -> torch.Tensor:
+        """The map: (B, 3, H, W) RGB pixels 0..255 -> (B, 1, H, W) probabilities of "inpainted".
+
+        MLP decoder: ``sigmoid(forward(x))``; ``generator`` is unused. DiffIML: the decoder's
+        `DiffIMLDecoder.predict` (DDIM steps x ensemble, flip TTA as configured) on the image
+        padded by edge replication to multiples of 8 (the LightVAE's grid), cropped back.
+
+        Args:
+            generator: seeds DiffIML's noise; a list gives one generator per image, so an
+                image's map does not depend on the images batched with it.
+        """
+        if not self.sampling:
+            return torch.sigmoid(self(x))
+        h, w = x.shape[-2:]
+        pad_h, pad_w = -h % DOWNSAMPLE, -w % DOWNSAMPLE
+        if pad_h or pad_w:
+            x = F.pad(x.float(), (0, pad_w, 0, pad_h), mode="replicate")
+        return self.decoder.predict(self.encode, x, generator)[..., :h, :w]

@@ -1,9 +1,12 @@
 """Results of a TGIF run: the Table 2-shaped markdown, the delta to a baseline, the JSON, a figure.
 
-The table has one row per run and, like the paper's Table 2, one column per generator under
-semantic masks and again under random masks, plus their means; F1 in percent. One table per
-convention, TGIF's first (the headline). With a baseline run, its row and the delta row
-(this run minus the baseline, in points) are added.
+The table has one row per run, naming its decoder (``mlp`` or ``diffiml``) and its number of
+seeds, and like the paper's Table 2 one column per generator under semantic masks and again
+under random masks, plus their means; F1 in percent. One table per convention, TGIF's first
+(the headline). A run of several seeds (`dpeval.tgif.seeds`) shows mean ± std over seeds in
+each cell. With a baseline run, its row and the delta row (this run minus the baseline, in
+points; means for several seeds) are added: with the other decoder as the baseline, the delta
+between decoders.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import numpy as np
 
 from dpeval.tgif.evaluate import load_mask, load_rgb
 from dpeval.tgif.reader import GENERATORS, MASK_GROUPS, TGIFSample
+from dpeval.tgif.seeds import sample_std
 from dpgen.errors import InputError
 
 #: The conventions with a table, headline first (every convention is in ``results.json``).
@@ -45,30 +49,55 @@ def _fmt(value: float, signed: bool = False) -> str:
     return f"{100 * value:+.1f}" if signed else f"{100 * value:.1f}"
 
 
+def decoder_of(results: dict) -> str:
+    """The run's decoder; results written before ``--decoder`` existed are the MLP's."""
+    return results.get("decoder", "mlp")
+
+
+def _row(results: dict, convention: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """The run's row (mean over seeds) and its std over seeds (None for a single run)."""
+    runs = [r["f1"] for r in results.get("per_seed", [])] or [results["f1"]]
+    values = np.array([_row_values(f1, convention) for f1 in runs])
+    if len(runs) == 1:
+        return values[0], None
+    return values.mean(axis=0), np.array([sample_std(col) for col in values.T])
+
+
+def _cells(mean: np.ndarray, std: np.ndarray | None) -> list[str]:
+    if std is None:
+        return [_fmt(v) for v in mean]
+    return [
+        _fmt(m) if math.isnan(m) else f"{_fmt(m)} ± {_fmt(s)}"
+        for m, s in zip(mean, std, strict=True)
+    ]
+
+
 def markdown_table(results: dict, baseline: dict | None = None) -> str:
     """One table per `TABLE_CONVENTIONS` entry for ``results`` (and ``baseline``), as markdown.
 
     Args:
-        results: a run's results (`results_json`'s structure).
+        results: a run's results (`results_json`'s structure), one seed or several.
         baseline: another run's results, for its row and the delta row.
     """
-    header = ["run"] + [
+    header = ["run", "decoder", "seeds"] + [
         f"{group} {title}" for group in MASK_GROUPS for title in [*GENERATORS.values(), "mean"]
     ]
+    named = [(results["name"], results)]
+    if baseline is not None:
+        named.append((f"{baseline['name']} (baseline)", baseline))
     lines = []
     for conv in TABLE_CONVENTIONS:
         lines += [f"**F1@0.5 (%), {CONVENTION_TITLES[conv]}; fake images, mean per image**", ""]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        runs = [(results["name"], _row_values(results["f1"], conv))]
+        rows = [(name, run, *_row(run, conv)) for name, run in named]
+        for name, run, mean, std in rows:
+            seeds = str(len(run.get("seeds", [])) or 1)
+            cells = [name, decoder_of(run), seeds, *_cells(mean, std)]
+            lines.append("| " + " | ".join(cells) + " |")
         if baseline is not None:
-            runs.append((f"{baseline['name']} (baseline)", _row_values(baseline["f1"], conv)))
-        for name, values in runs:
-            lines.append("| " + " | ".join([name] + [_fmt(v) for v in values]) + " |")
-        if baseline is not None:
-            delta = [a - b for a, b in zip(runs[0][1], runs[1][1], strict=True)]
-            lines.append(
-                "| " + " | ".join(["Δ vs baseline"] + [_fmt(v, signed=True) for v in delta]) + " |"
-            )
+            delta = rows[0][2] - rows[1][2]
+            cells = ["Δ vs baseline", f"{decoder_of(results)} − {decoder_of(baseline)}", ""]
+            lines.append("| " + " | ".join(cells + [_fmt(v, signed=True) for v in delta]) + " |")
         lines.append("")
     return "\n".join(lines)
 

@@ -121,6 +121,27 @@ def test_tiles_batches_and_the_whole_image_agree_where_they_must(tiny_localizer_
     np.testing.assert_allclose(results[64, 1][0], results[64, 4][0], atol=2 / 65535)
 
 
+def test_a_diffiml_localizer_gives_the_same_maps_whatever_the_batching(
+    tiny_diffiml_localizer_dir, tmp_path
+):
+    """Each tile's noise is seeded by its image and position, not by what it is batched with."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(3):  # equal sizes: batched together; 70 x 90 px: tiles of 48 px
+        Image.fromarray(_photo(70, 90, seed=i)).save(folder / f"p{i}.png")
+    maps = {}
+    for batch in (1, 4):
+        out = tmp_path / f"b{batch}"
+        argv = ["localize", "--model", str(tiny_diffiml_localizer_dir), str(folder), "--out"]
+        argv += [str(out), "--max-side", "48", "--tile-overlap", "8", "--batch-size", str(batch)]
+        assert main(argv) == 0
+        maps[batch] = [read_map(out / "maps" / f"p{i}.png") for i in range(3)]
+    for one, four in zip(maps[1], maps[4], strict=True):
+        assert one.shape == (70, 90)
+        np.testing.assert_allclose(one, four, atol=2 / 65535)
+    assert not np.array_equal(maps[1][0], maps[1][1])
+
+
 def test_bad_inputs_are_one_line_errors_before_any_work(tiny_localizer_dir, tmp_path, caplog):
     Image.fromarray(_photo(20, 20)).save(tmp_path / "x.png")
     (tmp_path / "notes.txt").write_text("hello")

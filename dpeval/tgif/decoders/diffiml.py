@@ -292,7 +292,7 @@ class DiffIMLDecoder(
     def sample(
         self,
         features: Sequence[torch.Tensor],
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
         size: tuple[int, int] | None = None,
         num_inference_steps: int | None = None,
         ensemble: int | None = None,
@@ -300,11 +300,14 @@ class DiffIMLDecoder(
         """Mask probabilities by DDIM sampling, averaged over an ensemble of noise draws.
 
         The ensemble runs as one batch of ``ensemble`` x B; member k's noise is rows k*B ..
-        (k+1)*B - 1 of one (ensemble*B, 2C, H/8, W/8) draw from ``generator``.
+        (k+1)*B - 1 of one (ensemble*B, 2C, H/8, W/8) draw from ``generator``. With a list of B
+        generators, item i's ``ensemble`` draws come from generator i alone (member by member),
+        so its map does not depend on the other items of the batch.
 
         Args:
             features: the four (B, C_i, H/s, W/s) feature maps.
-            generator: seeds the noise; with the same seed the output is identical.
+            generator: seeds the noise; with the same seed the output is identical. A list
+                holds one generator per item.
             size: the output (H, W); default four times the stride-4 map's size.
             num_inference_steps: DDIM steps (default: the decoder's, paper 8).
             ensemble: noise draws averaged (default: the decoder's, paper 5).
@@ -313,7 +316,8 @@ class DiffIMLDecoder(
             (B, 1, H, W) probabilities of "inpainted" in [0, 1].
 
         Raises:
-            ValueError: a size that is not a multiple of 8, or steps or ensemble < 1.
+            ValueError: a size that is not a multiple of 8, steps or ensemble < 1, or a list
+                of generators whose length is not B.
         """
         steps = self.num_inference_steps if num_inference_steps is None else num_inference_steps
         k = self.ensemble if ensemble is None else ensemble
@@ -322,6 +326,10 @@ class DiffIMLDecoder(
         grid = self._grid(features, size)
         condition = self.condition(features, grid)
         b = condition.shape[0]
+        if isinstance(generator, list):
+            if len(generator) != b:
+                raise ValueError(f"{len(generator)} generators for a batch of {b}")
+            generator = [generator[i] for _ in range(k) for i in range(b)]  # member-major rows
         condition = condition.repeat(k, 1, 1, 1)
         shape = (k * b, 2 * self.latent_channels, *grid)
         y = randn_tensor(shape, generator=generator, device=condition.device, dtype=condition.dtype)
@@ -337,7 +345,7 @@ class DiffIMLDecoder(
         self,
         encode: Callable[[torch.Tensor], Sequence[torch.Tensor]],
         images: torch.Tensor,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
     ) -> torch.Tensor:
         """`sample` on ``encode(images)``, with flip TTA when ``flip_tta`` (DiffIML's inference).
 
@@ -347,7 +355,8 @@ class DiffIMLDecoder(
         Args:
             encode: the localizer's encoder: (N, 3, H, W) images -> its four feature maps.
             images: (B, 3, H, W), H and W multiples of 8, in whatever units ``encode`` takes.
-            generator: seeds the noise.
+            generator: seeds the noise; a list holds one generator per image, which also draws
+                the noise of the image's mirror.
 
         Returns:
             (B, 1, H, W) probabilities of "inpainted".
@@ -356,5 +365,7 @@ class DiffIMLDecoder(
         if not self.flip_tta:
             return self.sample(encode(images), generator, size)
         both = torch.cat([images, images.flip(-1)])
+        if isinstance(generator, list):
+            generator = generator + generator
         probs, flipped = self.sample(encode(both), generator, size).chunk(2)
         return fuse_flip(probs, flipped)

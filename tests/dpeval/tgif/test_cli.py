@@ -198,3 +198,103 @@ def test_bad_inputs_are_one_line_errors_before_fine_tuning(
     args[args.index("random")] = "imagenet"
     assert main(args) == 2
     assert "--rgb-encoder-init random" in caplog.text
+
+
+def _table_rows(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("| ")]
+
+
+@pytest.mark.slow
+def test_both_decoders_land_in_one_table_and_the_diffiml_model_localizes(
+    tgif_root, tiny_extractor_dir, tiny_segformer_dir, tmp_path, capsys
+):
+    mlp, diffiml = tmp_path / "mlp", tmp_path / "diffiml"
+    base = (tiny_extractor_dir, tgif_root, tiny_segformer_dir)
+    assert main([*_args(*base, mlp), "--max-steps", "2", "--name", "DP"]) == 0
+    capsys.readouterr()
+    # no --lightvae: the LightVAE is trained first into OUTPUT/lightvae
+    diffiml_args = [
+        *_args(*base, diffiml), "--max-steps", "2", "--name", "DP", "--decoder", "diffiml",
+        "--inference-steps", "2", "--ensemble", "2", "--baseline", str(mlp / "results.json"),
+    ]  # fmt: skip
+    assert main(diffiml_args) == 0
+    rows = _table_rows(capsys.readouterr().out)
+    assert rows[1].startswith("| DP | diffiml | 1 | ")
+    assert rows[2].startswith("| DP (baseline) | mlp | 1 | ")
+    assert rows[3].startswith("| Δ vs baseline | diffiml − mlp |  | ")
+    results = json.loads((diffiml / "results.json").read_text())
+    assert results["decoder"] == "diffiml" and results["decoder_config"]["ensemble"] == 2
+    reconstruction = json.loads((diffiml / "lightvae" / "reconstruction.json").read_text())
+    assert 0 <= reconstruction["recon_f1_tgif"] <= 1 and reconstruction["steps"] == 50
+    config = json.loads((diffiml / "best" / "config.json").read_text())
+    assert config["decoder"] == "diffiml" and config["decoder_config"]["num_inference_steps"] == 2
+    # the saved localizer reloads with from_pretrained and localizes, the same map every time
+    model = load_localizer(str(diffiml / "best"))
+    assert model.sampling and model(torch.zeros(1, 3, 40, 48, dtype=torch.uint8)).shape == (
+        1, 1, 40, 48,
+    )  # fmt: skip
+    image = next((tgif_root / "SD2-fr" / "testing").rglob("*.png"))
+    maps = []
+    for out in (tmp_path / "maps-a", tmp_path / "maps-b"):
+        argv = ["localize", "--model", str(diffiml / "best"), str(image), "--out", str(out)]
+        assert main([*argv, "--batch-size", "2"]) == 0
+        maps.append(np.array(Image.open(out / "maps" / f"{image.stem}.png")))
+    assert maps[0].shape == np.array(Image.open(image)).shape[:2] and np.array_equal(*maps)
+
+
+@pytest.mark.slow
+def test_seeds_report_mean_and_std_and_resume_per_seed(
+    tgif_root, tiny_extractor_dir, tiny_segformer_dir, tmp_path, capsys, caplog
+):
+    caplog.set_level(logging.INFO)
+    out = tmp_path / "seeds"
+    argv = [
+        *_args(tiny_extractor_dir, tgif_root, tiny_segformer_dir, out), "--max-steps", "1",
+        "--seeds", "2", "--seed", "5", "--figure-images", "0", "--name", "DP",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    rows = _table_rows(capsys.readouterr().out)
+    assert rows[1].startswith("| DP | mlp | 2 | ") and " ± " in rows[1]
+    results = json.loads((out / "results.json").read_text())
+    assert results["seeds"] == [5, 6] and set(results) >= {"f1", "f1_std", "per_seed"}
+    for seed in (5, 6):
+        single = json.loads((out / f"seed-{seed}" / "results.json").read_text())
+        assert single["training"]["config"]["seed"] == seed
+        assert (out / f"seed-{seed}" / "best" / "model.safetensors").is_file()
+    mean = np.mean([r["f1"]["tgif"]["sd2"]["segm"] for r in results["per_seed"]])
+    assert results["f1"]["tgif"]["sd2"]["segm"] == pytest.approx(mean)
+    # a finished seed is not run again on resume; a new run needs --resume-from-checkpoint
+    (out / "seed-6" / "results.json").unlink()
+    caplog.clear()
+    assert main([*argv, "--resume-from-checkpoint", "latest"]) == 0
+    assert "seed 5: complete" in caplog.text and "resuming from" in caplog.text
+    assert json.loads((out / "results.json").read_text())["f1"] == results["f1"]
+    assert main(argv) == 2 and "seed-5: holds checkpoint-1 of an earlier run" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--ensemble", "3"], "--ensemble: only for --decoder diffiml"),
+        (["--lightvae", "lv"], "--lightvae: only for --decoder diffiml"),
+        (["--no-flip-tta"], "--flip-tta: only for --decoder diffiml"),
+        (["--decoder", "diffiml", "--crop-size", "36"], "--crop-size: 36 is not a multiple of 8"),
+        (["--decoder", "diffiml", "--edge-weight", "1.5"], "--edge-weight (1.5)"),
+        (["--seeds", "2", "--push-to-hub"], "--push-to-hub: uploads one model"),
+        (["--seeds", "0"], "--seeds: 0 is not a positive"),
+    ],
+)
+def test_decoder_and_seed_options_are_checked_before_anything_runs(extra, message, capsys):
+    argv = ["tgif", "--extractor", "random", "--data", "d", "--output-dir", "o", *extra]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_lightvae_path_that_is_not_a_model_is_one_line(
+    tgif_root, tiny_extractor_dir, tiny_segformer_dir, tmp_path, caplog
+):
+    args = _args(tiny_extractor_dir, tgif_root, tiny_segformer_dir, tmp_path / "out")
+    assert main([*args, "--decoder", "diffiml", "--lightvae", str(tmp_path / "none")]) == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "--lightvae is not a folder with a config.json" in errors[0]

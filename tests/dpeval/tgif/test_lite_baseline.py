@@ -7,8 +7,9 @@ from safetensors.torch import load_file
 from transformers import SegformerConfig, SegformerModel
 
 from dpeval.tgif.augment import IGNORE, augment
-from dpeval.tgif.finetune import masked_bce
+from dpeval.tgif.decoders.lightvae import LightVAE
 from dpeval.tgif.lite_baseline import DECODERS, LiteBaseline, load_rgb_encoder
+from dpeval.tgif.objective import masked_bce
 from dptrain.model import DiffusionPrint
 
 from .conftest import TINY_SEGFORMER
@@ -115,5 +116,100 @@ def test_decoder_is_a_swappable_component(monkeypatch):
     )
     assert isinstance(model.decoder, StrideFour)
     assert model(torch.zeros(2, 3, 40, 52, dtype=torch.uint8)).shape == (2, 1, 40, 52)
-    with pytest.raises(ValueError, match="diffiml"):
-        LiteBaseline(rgb_encoder_config=config, extractor_config={}, decoder="diffiml")
+    with pytest.raises(ValueError, match="'nope' is not one of"):
+        LiteBaseline(rgb_encoder_config=config, extractor_config={}, decoder="nope")
+
+
+#: DiffIML at test size (the paper's is 128 / 128 / 32 wide, 8 steps x 5 samples).
+SMALL_DIFFIML = {
+    "condition_channels": 16, "unet_channels": 32, "num_inference_steps": 2, "ensemble": 2,
+}  # fmt: skip
+
+
+def _tiny_diffiml(**decoder_config) -> LiteBaseline:
+    torch.manual_seed(0)
+    rgb = SegformerModel(SegformerConfig(**TINY_SEGFORMER))
+    extractor = DiffusionPrint(out_channels=4, width=8, depth=3)
+    config = {**SMALL_DIFFIML, **decoder_config}
+    return LiteBaseline.from_parts(rgb, extractor, "diffiml", config, LightVAE(base_channels=8))
+
+
+def _seeded(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_mlp_probabilities_are_the_sigmoid_of_the_logits():
+    model = _tiny_model().eval()
+    x = torch.randint(0, 256, (2, 3, 45, 70), dtype=torch.uint8)
+    assert not model.sampling
+    probs = model.probabilities(x, _seeded(0))  # the generator is unused
+    torch.testing.assert_close(probs, torch.sigmoid(model(x)), rtol=0, atol=0)
+    fused = model.encode(x)
+    assert [f.shape[1] for f in fused] == [16, 32, 40, 64]
+
+
+def test_diffiml_localizer_is_deterministic_given_a_seed_at_any_size():
+    model = _tiny_diffiml().eval()
+    assert model.sampling and model.decoder.vae.base_channels == 8
+    x = torch.randint(0, 256, (2, 3, 45, 70), dtype=torch.uint8)  # padded to 48 x 72 inside
+    with torch.no_grad():
+        a = model.probabilities(x, _seeded(3))
+        b = model.probabilities(x, _seeded(3))
+        c = model.probabilities(x, _seeded(4))
+    assert a.shape == (2, 1, 45, 70) and 0 <= a.min() and a.max() <= 1
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    # forward: the logits of the same sampled map (drawn from torch's global generator)
+    torch.manual_seed(3)
+    with torch.no_grad():
+        logits = model(x)
+    torch.manual_seed(3)
+    with torch.no_grad():
+        want = model.probabilities(x)
+    torch.testing.assert_close(torch.sigmoid(logits), want, atol=1e-6, rtol=0)
+
+
+def test_diffiml_localizer_samples_with_1_and_8_steps():
+    x = torch.randint(0, 256, (1, 3, 32, 40), dtype=torch.uint8)
+    maps = []
+    for steps in (1, 8):
+        model = _tiny_diffiml(num_inference_steps=steps, ensemble=5).eval()
+        with torch.no_grad():
+            maps.append(model.probabilities(x, _seeded(0)))
+        assert maps[-1].shape == (1, 1, 32, 40) and torch.isfinite(maps[-1]).all()
+    assert not torch.equal(*maps)
+
+
+def test_per_image_generators_make_a_map_independent_of_its_batch():
+    model = _tiny_diffiml().eval()
+    x = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    with torch.no_grad():
+        pair = model.probabilities(x, [_seeded(1), _seeded(2)])
+        alone = model.probabilities(x[1:], [_seeded(2)])
+    torch.testing.assert_close(pair[1:], alone, atol=1e-6, rtol=1e-5)
+    with pytest.raises(ValueError, match="1 generators for a batch of 2"):
+        model.decoder.sample(model.encode(x), [_seeded(1)])
+
+
+def test_diffiml_localizer_round_trips_through_save_pretrained(tmp_path):
+    model = _tiny_diffiml(flip_tta=False).eval()
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["decoder"] == "diffiml"
+    assert config["decoder_config"]["vae_base_channels"] == 8  # the LightVAE's shape
+    assert "decoder.vae.encoder.0.weight" in load_file(tmp_path / "model.safetensors")
+    loaded = LiteBaseline.from_pretrained(tmp_path, strict=True).eval()
+    assert not loaded.decoder.flip_tta and not loaded.decoder.vae.training
+    x = torch.randint(0, 256, (1, 3, 40, 40), dtype=torch.uint8)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            loaded.probabilities(x, _seeded(0)), model.probabilities(x, _seeded(0))
+        )
+
+
+def test_from_parts_needs_a_lightvae_for_diffiml_only():
+    rgb = SegformerModel(SegformerConfig(**TINY_SEGFORMER))
+    extractor = DiffusionPrint(out_channels=4, width=8, depth=3)
+    with pytest.raises(ValueError, match="LightVAE"):
+        LiteBaseline.from_parts(rgb, extractor, "diffiml", SMALL_DIFFIML)
+    with pytest.raises(ValueError, match="LightVAE"):
+        LiteBaseline.from_parts(rgb, extractor, "mlp", vae=LightVAE(base_channels=8))

@@ -171,3 +171,19 @@ def test_config_rejects_bad_sizes():
         LightVAETrainConfig(data="x", output_dir="y", image_size=30)
     with pytest.raises(OptionError, match="odd"):
         LightVAETrainConfig(data="x", output_dir="y", edge_width=6)
+
+
+def test_dpeval_lightvae_command_trains_and_prints_the_reconstruction_f1(
+    tgif_root, tmp_path, capsys
+):
+    from dpeval.cli import main
+
+    out = tmp_path / "lightvae"
+    argv = ["lightvae", "--data", str(tgif_root), "--output-dir", str(out), "--max-steps", "2"]
+    argv += ["--image-size", "32", "--batch-size", "4", "--base-channels", "8"]
+    assert main([*argv, "--num-workers", "0"]) == 0
+    line = capsys.readouterr().out
+    saved = json.loads((out / "reconstruction.json").read_text())
+    assert "after 2 steps on 27 masks; reconstruction F1 at 0.5 on 9 masks: " in line
+    assert f"{saved['recon_f1_tgif']:.4f} (TGIF, per image)" in line
+    assert LightVAE.from_pretrained(out).base_channels == 8
