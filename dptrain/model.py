@@ -16,11 +16,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
 from dpgen.errors import InputError
-from dpgen.logs import stdout_to_log
+
+from .hub import HubMixin
 
 logger = logging.getLogger(__name__)
 
@@ -50,10 +50,8 @@ def dncnn(
 
 class DiffusionPrint(
     nn.Module,
-    PyTorchModelHubMixin,
-    library_name="diffusionprint",
+    HubMixin,
     tags=["image-forensics", "inpainting-localization", "diffusionprint"],
-    license="apache-2.0",
 ):
     """DnCNN backbone + GAP + projector, loadable with ``DiffusionPrint.from_pretrained``.
 
@@ -114,16 +112,6 @@ class DiffusionPrint(
         if self.out_channels != 1:
             feats = feats.mean(dim=(2, 3))  # (B, C)
         return F.normalize(self.projector(feats), dim=1)
-
-    @classmethod
-    def _from_pretrained(cls, **kwargs) -> DiffusionPrint:
-        """`PyTorchModelHubMixin`'s loader, its stdout line sent to the log.
-
-        huggingface_hub prints "Loading weights from local directory" for a folder, on the
-        stdout that carries a command's results (``dpeval probe --json``).
-        """
-        with stdout_to_log(logger):
-            return super()._from_pretrained(**kwargs)
 
     @classmethod
     def from_noiseprint(cls, path: str | Path) -> DiffusionPrint:

@@ -18,9 +18,7 @@ and the patches' digests), never from a label.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -166,11 +164,10 @@ class Attributor:
                 raise InputError(f"{folder}: no {name}; not an attributor (dpeval attribute fit)")
         settings = json.loads((folder / ATTRIBUTOR_FILE).read_text())
         calibration = settings.pop("calibration")
-        with contextlib.redirect_stdout(sys.stderr):  # huggingface_hub prints on stdout
-            head = PrototypeHead.from_pretrained(str(folder))
-            backbone = None
-            if not settings["features"].startswith(LATENT_PREFIX):
-                backbone = DiffusionPrint.from_pretrained(str(folder / BACKBONE_DIR))
+        head = PrototypeHead.from_pretrained(str(folder))
+        backbone = None
+        if not settings["features"].startswith(LATENT_PREFIX):
+            backbone = DiffusionPrint.from_pretrained(str(folder / BACKBONE_DIR))
         out = cls(head, settings, load_file(str(folder / DENSITY_FILE)), backbone)
         if not np.allclose(out.closed.center, calibration["center"], rtol=1e-5, atol=1e-6):
             raise RuntimeError(f"{folder}: the refitted {settings['closed_scorer']} scorer differs")

@@ -24,18 +24,17 @@ from __future__ import annotations
 import math
 
 import torch
-from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
+
+from dptrain.hub import HubMixin
 
 AGGREGATIONS = ("min", "lse")
 
 
 class PrototypeHead(
     nn.Module,
-    PyTorchModelHubMixin,
-    library_name="diffusionprint",
+    HubMixin,
     tags=["image-forensics", "attribution", "diffusionprint"],
-    license="apache-2.0",
 ):
     """Gated multi-prototype classifier; ``forward`` returns logits (B, K).
 

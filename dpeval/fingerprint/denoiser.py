@@ -21,17 +21,15 @@ Every residual maps (B, 3, H, W) float images in [0, 1] to (B, C, H, W) float32 
 
 from __future__ import annotations
 
-import contextlib
-import sys
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
 from dpeval import extractors
 from dpgen.errors import InputError
+from dptrain.hub import HubMixin
 from dptrain.model import dncnn
 
 HIGHPASS = "highpass"
@@ -77,10 +75,8 @@ class HighPassResidual(nn.Module):
 
 class DnCNNDenoiser(
     nn.Module,
-    PyTorchModelHubMixin,
-    library_name="diffusionprint",
+    HubMixin,
     tags=["image-denoising", "deep-image-fingerprint"],
-    license="apache-2.0",
 ):
     """DnCNN (Zhang et al. 2017) that predicts the noise of an image: r(x) = DnCNN(x).
 
@@ -121,8 +117,7 @@ def load_dncnn(path: str | Path) -> DnCNNDenoiser:
         InputError: naming the folder, when it holds no such model.
     """
     try:
-        with contextlib.redirect_stdout(sys.stderr):  # huggingface_hub prints on stdout
-            return DnCNNDenoiser.from_pretrained(str(path))
+        return DnCNNDenoiser.from_pretrained(str(path))
     except Exception as err:  # a missing folder or wrong files: one clear line
         raise InputError(f"{path}: cannot load a DnCNN denoiser: {err}") from None
 

@@ -9,8 +9,6 @@ for an image that cannot be read or is smaller than the crop (the run goes on).
 
 from __future__ import annotations
 
-import contextlib
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,8 +37,7 @@ def load_fingerprint(folder: str | Path, device: str) -> tuple[DeepImageFingerpr
     if not (folder / "config.json").is_file():
         raise InputError(f"{folder}: not a fingerprint folder (no config.json); train one first")
     try:
-        with contextlib.redirect_stdout(sys.stderr):  # huggingface_hub prints on stdout
-            model = DeepImageFingerprint.from_pretrained(str(folder))
+        model = DeepImageFingerprint.from_pretrained(str(folder))
     except Exception as err:  # wrong files: one clear line
         raise InputError(f"{folder}: cannot load a fingerprint: {err}") from None
     residual = load_residual(model.denoiser, root=folder, device=device)

@@ -11,8 +11,9 @@ mu_real; there is no threshold to tune.
 from __future__ import annotations
 
 import torch
-from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
+
+from dptrain.hub import HubMixin
 
 from .loss import rho
 
@@ -21,10 +22,8 @@ LABELS = ("real", "generated")
 
 class DeepImageFingerprint(
     nn.Module,
-    PyTorchModelHubMixin,
-    library_name="diffusionprint",
+    HubMixin,
     tags=["image-forensics", "deep-image-fingerprint", "synthetic-image-detection"],
-    license="apache-2.0",
 ):
     """The fingerprint detector (weights only: the residual is loaded from ``denoiser``).
 

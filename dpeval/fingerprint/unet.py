@@ -12,8 +12,9 @@ the fingerprint, with values in (-1, 1).
 from __future__ import annotations
 
 import torch
-from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
+
+from dptrain.hub import HubMixin
 
 
 def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -37,10 +38,8 @@ def upsample(channels: int) -> nn.Sequential:
 
 class FingerprintUNet(
     nn.Module,
-    PyTorchModelHubMixin,
-    library_name="diffusionprint",
+    HubMixin,
     tags=["image-forensics", "deep-image-fingerprint"],
-    license="apache-2.0",
 ):
     """U-Net from a (B, in_channels, S, S) input to a (B, out_channels, S, S) fingerprint.
 

@@ -4,9 +4,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sys
 from pathlib import Path
 
 from huggingface_hub import HfApi, ModelCard, ModelCardData
@@ -125,9 +123,7 @@ def load_localizer(spec: str, device: str = "cpu") -> LiteBaseline:
     if path.is_dir() and not (path / "config.json").is_file():
         raise InputError(f"{spec}: no config.json (not a folder written by save_pretrained)")
     try:
-        # huggingface_hub prints "Loading weights from local directory" on stdout
-        with contextlib.redirect_stdout(sys.stderr):
-            model = LiteBaseline.from_pretrained(str(path) if path.is_dir() else spec, strict=True)
+        model = LiteBaseline.from_pretrained(str(path) if path.is_dir() else spec, strict=True)
     except Exception as err:  # missing files, offline Hub, wrong keys: one clear line
         reason = " ".join(str(err).split())
         raise InputError(f"{spec}: cannot load a LiteBaseline localizer: {reason}") from None

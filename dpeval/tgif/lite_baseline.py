@@ -23,7 +23,6 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 from transformers import SegformerConfig, SegformerModel
 from transformers.models.segformer.modeling_segformer import SegformerDecodeHead
@@ -31,6 +30,7 @@ from transformers.models.segformer.modeling_segformer import SegformerDecodeHead
 from dpeval.tgif.decoders.diffiml import DiffIMLDecoder
 from dpeval.tgif.decoders.lightvae import DOWNSAMPLE, LightVAE
 from dpgen.errors import InputError
+from dptrain.hub import HubMixin
 from dptrain.model import DiffusionPrint
 
 logger = logging.getLogger(__name__)
@@ -198,10 +198,8 @@ def extractor_config_dict(extractor: DiffusionPrint) -> dict:
 
 class LiteBaseline(
     nn.Module,
-    PyTorchModelHubMixin,
-    library_name="diffusionprint",
+    HubMixin,
     tags=["image-forensics", "inpainting-localization", "diffusionprint", "lite-baseline"],
-    license="apache-2.0",
 ):
     """The fusion localizer. ``forward``: (B, 3, H, W) pixels 0..255 -> (B, 1, H, W) logits;
     `probabilities`: the map in [0, 1] (either decoder); `encode`: the four fused maps.

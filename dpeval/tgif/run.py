@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import random
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -378,10 +377,7 @@ def build_model(config: TgifConfig) -> LiteBaseline:
             two before the LightVAE is trained).
     """
     set_seed(config.seed)  # the same initialisation on every process and every resume
-    # huggingface_hub prints "Loading weights from local directory" on stdout, which
-    # belongs to the results (--json)
-    with contextlib.redirect_stdout(sys.stderr):
-        frozen = load_extractor(config.extractor).model
+    frozen = load_extractor(config.extractor).model
     rgb = load_rgb_encoder(config.rgb_encoder, config.rgb_encoder_init)
     if config.decoder == "mlp":
         return LiteBaseline.from_parts(rgb, frozen)
@@ -432,8 +428,7 @@ def load_lightvae(spec: str) -> LightVAE:
         InputError: naming ``spec``, when it cannot be loaded.
     """
     try:
-        with contextlib.redirect_stdout(sys.stderr):
-            return LightVAE.from_pretrained(spec, strict=True)
+        return LightVAE.from_pretrained(spec, strict=True)
     except Exception as err:  # missing files, offline Hub, wrong keys: one clear line
         reason = " ".join(str(err).split())
         raise InputError(f"{spec}: cannot load a LightVAE (--lightvae): {reason}") from None

@@ -53,7 +53,7 @@ def test_save_pretrained_round_trip(tmp_path):
 def test_from_pretrained_prints_nothing_on_stdout(tmp_path, capsys, caplog):
     """huggingface_hub's "Loading weights from local directory" goes to the log, not stdout."""
     DiffusionPrint(out_channels=8, width=8, depth=3).save_pretrained(tmp_path)
-    with caplog.at_level(logging.DEBUG, logger="dptrain.model"):
+    with caplog.at_level(logging.DEBUG, logger="dptrain.hub"):
         DiffusionPrint.from_pretrained(tmp_path)
     assert capsys.readouterr().out == ""
     assert "Loading weights from local directory" in caplog.text

@@ -33,12 +33,12 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, UNet2DModel
 from diffusers.utils.torch_utils import randn_tensor
-from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
 from dpeval.tgif.decoders.condition import ConditionFuser
 from dpeval.tgif.decoders.edges import EDGE_WIDTH, edge_map
 from dpeval.tgif.decoders.lightvae import DOWNSAMPLE, LATENT_SCALE, LightVAE, to_signed
+from dptrain.hub import HubMixin
 
 #: Strides of the four feature maps the decoder is conditioned on (SegFormer / Lite Baseline).
 FEATURE_STRIDES = (4, 8, 16, 32)
@@ -136,10 +136,8 @@ def _as_mask(mask: torch.Tensor) -> torch.Tensor:
 
 class DiffIMLDecoder(
     nn.Module,
-    PyTorchModelHubMixin,
-    library_name="diffusionprint",
+    HubMixin,
     tags=["image-forensics", "inpainting-localization", "diffiml"],
-    license="apache-2.0",
 ):
     """Conditional diffusion mask decoder over the features of a fusion localizer.
 

@@ -13,8 +13,9 @@ Reference: DiffIML's ``LightVAE`` (scu-zjz/DiffIML, ``model_zoo/diffiml/diffiml.
 from __future__ import annotations
 
 import torch
-from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
+
+from dptrain.hub import HubMixin
 
 #: Stable Diffusion's latent scale, used by DiffIML for the mask latents.
 LATENT_SCALE = 0.18215
@@ -28,10 +29,8 @@ def _bn_relu(channels: int) -> list[nn.Module]:
 
 class LightVAE(
     nn.Module,
-    PyTorchModelHubMixin,
-    library_name="diffusionprint",
+    HubMixin,
     tags=["image-forensics", "mask-autoencoder", "diffiml"],
-    license="apache-2.0",
 ):
     """Mask autoencoder: (B, 1, H, W) mask in {-1, +1} <-> (B, C, H/8, W/8) scaled latent.
 
