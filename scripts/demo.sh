@@ -83,6 +83,11 @@ make_tgif_fixture('$OUT/tgif-fixture')
 "
 dpeval tgif --extractor "$OUT/model" --data "$OUT/tgif-fixture" --rgb-encoder-init random \
     --crop-size 64 --max-steps 20 --output-dir "$OUT/tgif"
+#    the same localizer with DiffIML's score-based mask decoder (its mask autoencoder trained
+#    first), in the same tables, with the difference to the All-MLP decoder's run
+dpeval tgif --extractor "$OUT/model" --data "$OUT/tgif-fixture" --rgb-encoder-init random \
+    --crop-size 64 --max-steps 20 --output-dir "$OUT/tgif-diffiml" --decoder diffiml \
+    --baseline "$OUT/tgif/results.json"
 
 # 5. dpeval localize and score: the validation-best localizer of step 4 (a Hub model in
 #    $OUT/tgif/best) maps the bundled photos and a TGIF-fixture fake at their full size (16-bit
