@@ -37,11 +37,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # the extraction target is per co
 import numpy as np
 import pyarrow as pa
 import torch
-import yaml
 
 from dpgen.build import BuildConfig, Builder
+from dpgen.fixtures import small_manifests
 from dpgen.grid import inside_grid, outside_grid
-from dpgen.manifest import MANIFEST_DIR
 from dpgen.masks import training_mask
 from dpgen.pairing import PatchRows, View, pair_generated, pair_real
 from dpgen.schema import generator_names, patch_features
@@ -60,13 +59,7 @@ RAW_SCHEMA = pa.schema(
 
 def pipeline_share(images: int, workdir: Path) -> None:
     """Share of a tiny 3-generator build's wall time outside pipeline calls and loads."""
-    paths = []
-    for name in ("tiny-sd21", "tiny-sdxl", "tiny-flux"):
-        data = yaml.safe_load((MANIFEST_DIR / f"{name}.yaml").read_text())
-        data["resolution"] = 256
-        path = workdir / f"{name}.yaml"
-        path.write_text(yaml.safe_dump(data))
-        paths.append(str(path))
+    paths = small_manifests(workdir / "manifests", steps=None)
     cfg = BuildConfig(out=workdir / "build", generators=paths, num_images=images, shard_size=4)
     stats = Builder(cfg).run()
     # Builds that load generators per pass time the loads apart; older ones load on first call.

@@ -9,6 +9,8 @@
   crowd RLE and five captions each, built so that TGIF's semantic rule (`dpgen.semantic`) has
   one decision of each kind to make (see `COCO_EXPECTED`).
 
+- `small_manifests`: the tiny generators' manifests at a smaller resolution and fewer steps.
+
 The images are smooth random scenes, a few hundred pixels wide, so builds run in seconds.
 """
 
@@ -20,7 +22,10 @@ import tarfile
 from pathlib import Path
 
 import numpy as np
+import yaml
 from PIL import Image, ImageDraw
+
+from dpgen.manifest import MANIFEST_DIR
 
 #: The real card's configs (huggingface.co/datasets/lesc-unifi/dragon, README.md, b97271f).
 DRAGON_CARD = """---
@@ -280,3 +285,29 @@ def make_coco_fixture(root: str | Path, seed: int = 0) -> Path:
     (root / "annotations" / "instances_val2017.json").write_text(json.dumps(instances))
     (root / "annotations" / "captions_val2017.json").write_text(json.dumps(captions))
     return root
+
+
+def small_manifests(
+    folder: str | Path,
+    names: tuple[str, ...] = ("tiny-sd21", "tiny-sdxl", "tiny-flux"),
+    resolution: int = 256,
+    steps: tuple[int, int] | None = (2, 2),
+) -> list[str]:
+    """Copies of shipped manifests at ``resolution`` (and ``steps``), written into ``folder``.
+
+    The tiny generators ship at 512 px; tests, benchmarks and scripts use them smaller.
+
+    Returns:
+        The YAML paths, in ``names`` order (what ``--generators`` takes).
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in names:
+        data = yaml.safe_load((MANIFEST_DIR / f"{name}.yaml").read_text())
+        data["resolution"] = resolution
+        if steps is not None:
+            data["steps"] = list(steps)
+        (folder / f"{name}.yaml").write_text(yaml.safe_dump(data))
+        paths.append(str(folder / f"{name}.yaml"))
+    return paths

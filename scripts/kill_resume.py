@@ -35,11 +35,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 from safetensors.numpy import load_file
 
+from dpgen.fixtures import small_manifests
 from dpgen.info import content_digest
-from dpgen.manifest import MANIFEST_DIR
 
 
 @dataclass
@@ -52,18 +51,8 @@ class Scenario:
     progress: Callable[[Path], str]
 
 
-def _small_manifests(folder: Path) -> list[str]:
-    paths = []
-    for name in ("tiny-sd21", "tiny-sdxl", "tiny-flux"):
-        data = yaml.safe_load((MANIFEST_DIR / f"{name}.yaml").read_text())
-        data.update(resolution=256, steps=[2, 2])
-        (folder / f"{name}.yaml").write_text(yaml.safe_dump(data))
-        paths.append(str(folder / f"{name}.yaml"))
-    return paths
-
-
 def dpgen_scenario(work: Path) -> Scenario:
-    manifests = _small_manifests(work)
+    manifests = small_manifests(work / "manifests")
 
     def command(out: Path) -> list[str]:
         return [sys.executable, "-m", "dpgen", "build", "--generators", ",".join(manifests),

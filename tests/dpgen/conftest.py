@@ -6,25 +6,18 @@ import shutil
 from pathlib import Path
 
 import pytest
-import yaml
 
+from dpgen import fixtures
 from dpgen.build import BuildConfig, RoundtripConfig, build
 from dpgen.fixtures import make_coco_fixture, make_dragon_fixture
-from dpgen.manifest import MANIFEST_DIR
 
 
 @pytest.fixture(scope="session")
 def small_manifests(tmp_path_factory) -> list[str]:
     """tiny-sd21 and tiny-flux at 256 px (the shipped ones work at 512): YAML paths."""
-    folder = tmp_path_factory.mktemp("manifests")
-    paths = []
-    for name in ("tiny-sd21", "tiny-flux"):
-        data = yaml.safe_load((MANIFEST_DIR / f"{name}.yaml").read_text())
-        data.update(resolution=256, steps=[2, 2])
-        path = folder / f"{name}.yaml"
-        path.write_text(yaml.safe_dump(data))
-        paths.append(str(path))
-    return paths
+    return fixtures.small_manifests(
+        tmp_path_factory.mktemp("manifests"), ("tiny-sd21", "tiny-flux")
+    )
 
 
 def _small_config(out: Path, generators: list[str], **overrides) -> BuildConfig:

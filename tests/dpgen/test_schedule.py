@@ -13,11 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from dpgen.build import Builder, build, pending_shards
+from dpgen.fixtures import small_manifests
 from dpgen.info import build_counts, content_digest, load_build
-from dpgen.manifest import MANIFEST_DIR
 from dpgen.masks import MaskError, to_image
 from dpgen.schema import IMAGES, NEGATIVES, PAIRS, patch_array
 from dpgen.sources import SourceError, prepare
@@ -26,14 +25,7 @@ from dpgen.sources import SourceError, prepare
 @pytest.fixture(scope="session")
 def three_manifests(tmp_path_factory) -> list[str]:
     """The three tiny generators at 256 px, 2 steps."""
-    folder = tmp_path_factory.mktemp("three")
-    paths = []
-    for name in ("tiny-sd21", "tiny-sdxl", "tiny-flux"):
-        data = yaml.safe_load((MANIFEST_DIR / f"{name}.yaml").read_text())
-        data.update(resolution=256, steps=[2, 2])
-        (folder / f"{name}.yaml").write_text(yaml.safe_dump(data))
-        paths.append(str(folder / f"{name}.yaml"))
-    return paths
+    return small_manifests(tmp_path_factory.mktemp("three"))
 
 
 def job_major_rows(cfg) -> dict[str, tuple[list[str], np.ndarray]]:
