@@ -17,13 +17,28 @@ import logging
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from dpgen.errors import InputError
 from dpgen.logs import setup_logging
 
 #: Exit status of a run stopped by bad input (argparse uses the same for bad flags).
 EXIT_INPUT_ERROR = 2
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An `argparse.ArgumentParser` whose errors are one line (exit status 2), not a usage block.
+
+    A typo'd flag or a bad ``--config`` key then reads like every other bad input of the
+    toolkit: ``dpgen build: error: <file>: unknown key(s) [...] (see dpgen build --help)``.
+    Subparsers inherit the class.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(
+            EXIT_INPUT_ERROR,
+            f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n",
+        )
 
 
 def _resolve(path: str) -> Any:
@@ -83,7 +98,7 @@ class Tool:
 
     def build_parser(self, only: str | None = None) -> argparse.ArgumentParser:
         """The tool's parser; with ``only``, the other subcommands get no flags (not imported)."""
-        parser = argparse.ArgumentParser(prog=self.prog, description=self.description)
+        parser = OneLineParser(prog=self.prog, description=self.description)
         parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
         if self.single is not None:
             self.single.add_to(parser)
