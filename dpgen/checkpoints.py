@@ -108,6 +108,8 @@ def resolve_checkpoint(spec: str, root: str | Path) -> Path | None:
     if spec == LATEST:
         return latest_checkpoint(root)
     path = Path(spec)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint folder")
     if not path.is_dir() or step_of(path) is None:
         raise CheckpointError(f"{path}: not a checkpoint folder ({PREFIX}<step>)")
     if not is_complete(path):
@@ -116,6 +118,49 @@ def resolve_checkpoint(spec: str, root: str | Path) -> Path | None:
             f"resume from an earlier one or use '{LATEST}'"
         )
     return path
+
+
+def resolve_run(spec: str, root: str | Path) -> Path | None:
+    """`resolve_checkpoint`, refusing to start a new run over an earlier run's checkpoints.
+
+    A new run in a folder that holds checkpoints would mix two runs' logs and overwrite their
+    checkpoints step by step; the user either continues the run or picks another folder.
+
+    Raises:
+        CheckpointError: as `resolve_checkpoint`, or ``root`` holds complete checkpoints and
+            ``spec`` is empty.
+    """
+    earlier = list_checkpoints(root) if Path(root).is_dir() else []
+    if earlier and not spec:
+        raise CheckpointError(
+            f"{root}: holds {earlier[-1].name} of an earlier run; pass --resume-from-checkpoint "
+            f"{LATEST} to continue it, or choose another output folder"
+        )
+    return resolve_checkpoint(spec, root)
+
+
+def check_settings(
+    checkpoint: Path, now: dict[str, Any], may_change: frozenset[str] = frozenset()
+) -> None:
+    """Refuse to resume ``checkpoint`` with settings other than those it was saved with.
+
+    Args:
+        checkpoint: a complete checkpoint whose marker holds ``settings`` (``extra`` of
+            `save_checkpoint`); one without them (older versions) is not checked.
+        now: the resuming run's settings, by field name.
+        may_change: fields a resume may change (run length, logging, where outputs go).
+
+    Raises:
+        CheckpointError: naming the first changed field with its saved and new values.
+    """
+    saved = read_marker(checkpoint).get("settings", {})
+    for key, value in now.items():
+        if key in saved and key not in may_change and saved[key] != value:
+            flag = "--" + key.replace("_", "-")
+            raise CheckpointError(
+                f"{checkpoint}: saved with {flag} {saved[key]!r}, not {value!r}; resume with "
+                f"the same settings (these may change: {', '.join(sorted(may_change))})"
+            )
 
 
 def read_marker(path: Path) -> dict[str, Any]:

@@ -103,6 +103,27 @@ class TrainConfig(Options):
             raise OptionError(f"top_k ({self.top_k}) exceeds queue_size ({self.queue_size})")
 
 
+#: Settings a resumed run may change: its length, where it reads and writes, logging and
+#: publishing. Any other change (model, loss, optimizer, seed) is refused on resume
+#: (`dpgen.checkpoints.check_settings`): the restored state would not be that run's.
+MAY_CHANGE_ON_RESUME = frozenset(
+    {
+        "data",  # a moved build folder; its rows are checked when indexed
+        "output_dir",
+        "epochs",
+        "max_steps",
+        "num_workers",
+        "checkpointing_steps",
+        "checkpoints_total_limit",
+        "resume_from_checkpoint",
+        "log_every",
+        "report_to",
+        "push_to_hub",
+        "hub_model_id",
+    }
+)
+
+
 #: Named presets: field overrides applied on top of the dataclass defaults.
 PRESETS: dict[str, dict[str, Any]] = {
     # Paper Sec. 4: batch 512, queue 65,536, top-k 512, C = 64, 50 epochs, StepLR every 10.

@@ -31,11 +31,11 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from dpgen import schema
-from dpgen.checkpoints import resolve_checkpoint, save_accelerator_state, step_of
+from dpgen.checkpoints import check_settings, resolve_run, save_accelerator_state, step_of
 
 from . import card
 from .augment import high_pass, to_model_input
-from .config import TrainConfig
+from .config import MAY_CHANGE_ON_RESUME, TrainConfig
 from .curves import PRETRAINING_PANELS, plot_curves
 from .data import StepBatches, index_build
 from .head import GeneratorHead
@@ -241,7 +241,9 @@ def train(config: TrainConfig) -> Path:
         dpgen.errors.InputError: a bad build folder or checkpoint, before any training step.
     """
     out = Path(config.output_dir)
-    resume = resolve_checkpoint(config.resume_from_checkpoint, out)  # fail before any work
+    resume = resolve_run(config.resume_from_checkpoint, out)  # fail before any work
+    if resume is not None:
+        check_settings(resume, config.to_dict(), MAY_CHANGE_ON_RESUME)
     # Ranks started by a launcher (torchrun, `accelerate launch --multi_gpu`) on a machine with
     # no GPU: accelerate only picks gloo (MULTI_CPU) when told to use the CPU; without it each
     # rank would run alone as a single process.
@@ -311,7 +313,11 @@ def _loop(trainer: Pretrainer, step: int) -> tuple[int, dict[str, float]]:
         if config.checkpointing_steps and step % config.checkpointing_steps == 0:
             # a complete checkpoint-<step> or none; old ones pruned only after it
             save_accelerator_state(
-                accelerator, config.output_dir, step, total_limit=config.checkpoints_total_limit
+                accelerator,
+                config.output_dir,
+                step,
+                total_limit=config.checkpoints_total_limit,
+                extra={"settings": config.to_dict()},
             )
     progress.close()
     return step, last

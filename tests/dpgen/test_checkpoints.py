@@ -11,10 +11,12 @@ from dpgen.checkpoints import (
     MARKER,
     CheckpointError,
     atomic_write,
+    check_settings,
     incomplete_checkpoints,
     latest_checkpoint,
     list_checkpoints,
     resolve_checkpoint,
+    resolve_run,
     save_checkpoint,
 )
 
@@ -75,8 +77,28 @@ def test_resolve(tmp_path):
     (tmp_path / "checkpoint-7").mkdir()
     with pytest.raises(CheckpointError, match="checkpoint-7: incomplete checkpoint"):
         resolve_checkpoint(str(tmp_path / "checkpoint-7"), tmp_path)
-    with pytest.raises(CheckpointError, match="not a checkpoint folder"):
+    with pytest.raises(CheckpointError, match="nope: no such checkpoint folder"):
         resolve_checkpoint(str(tmp_path / "nope"), tmp_path)
+    (tmp_path / "other").mkdir()
+    with pytest.raises(CheckpointError, match="other: not a checkpoint folder"):
+        resolve_checkpoint(str(tmp_path / "other"), tmp_path)
+
+
+def test_resolve_run_refuses_a_new_run_over_checkpoints(tmp_path):
+    assert resolve_run("", tmp_path / "fresh") is None
+    save_checkpoint(tmp_path, 5, _write("5"))
+    with pytest.raises(CheckpointError, match="holds checkpoint-5 of an earlier run"):
+        resolve_run("", tmp_path)
+    assert resolve_run("latest", tmp_path) == tmp_path / "checkpoint-5"
+
+
+def test_check_settings_names_the_changed_one(tmp_path):
+    saved = {"lr": 0.1, "epochs": 5}
+    good = save_checkpoint(tmp_path, 5, _write("5"), extra={"settings": saved})
+    check_settings(good, {"lr": 0.1, "epochs": 9}, frozenset({"epochs"}))
+    check_settings(good, {"lr": 0.1, "new_option": 1})  # unknown to the checkpoint: unchecked
+    with pytest.raises(CheckpointError, match=r"saved with --lr 0.1, not 0.2.*may change: epochs"):
+        check_settings(good, {"lr": 0.2, "epochs": 5}, frozenset({"epochs"}))
 
 
 def test_atomic_write_replaces_whole_files(tmp_path):

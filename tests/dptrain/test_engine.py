@@ -161,6 +161,35 @@ def test_push_to_hub_uploads_only_the_model(tiny_build, tmp_path, monkeypatch):
     assert calls == [("create", "me/dp"), ("upload", "me/dp", sorted(card.MODEL_FILES))]
 
 
+def test_new_run_over_earlier_checkpoints_is_refused(tiny_build, tmp_path, caplog):
+    out = tmp_path / "run"
+    args = [*FAST, "--data", str(tiny_build), "--output-dir", str(out)]
+    main([*args, "--checkpointing-steps", "2"])
+    before = (out / "metrics.jsonl").read_text()
+    assert main(args) == 2  # no --resume-from-checkpoint: the earlier run would be overwritten
+    assert "checkpoint-2 of an earlier run" in caplog.text
+    assert (out / "metrics.jsonl").read_text() == before  # refused before any step
+
+
+def test_resume_with_other_settings_is_refused(tiny_build, tmp_path, caplog):
+    out = tmp_path / "run"
+    args = [*FAST, "--data", str(tiny_build), "--output-dir", str(out)]
+    main([*args, "--checkpointing-steps", "2"])
+    resume = [*args, "--resume-from-checkpoint", "latest"]
+    assert main([*resume, "--lr", "0.5"]) == 2
+    assert "saved with --lr 0.001, not 0.5" in caplog.text
+    # the run's length may change: 2 steps more from checkpoint-2
+    assert main([*resume, "--max-steps", "4"]) == 0
+    assert records(out)[-1]["step"] == 4
+
+
+def test_resume_from_a_missing_checkpoint_says_so(tiny_build, tmp_path, caplog):
+    missing = tmp_path / "run" / "checkpoint-9"
+    args = [*FAST, "--data", str(tiny_build), "--output-dir", str(tmp_path / "run")]
+    assert main([*args, "--resume-from-checkpoint", str(missing)]) == 2
+    assert f"{missing}: no such checkpoint folder" in caplog.text
+
+
 @pytest.mark.slow
 def test_resume_gives_the_same_weights(tiny_build, tmp_path):
     common = ["--preset", "tiny", "--data", str(tiny_build), "--checkpointing-steps", "5"]
