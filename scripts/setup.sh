@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Create .venv and install the toolkit with its dev extras. Keeps a torch the user already has;
-# otherwise installs torch==2.13.0 first (a bare `torch` requirement pulls a multi-GB CUDA build).
+# Create .venv and install the toolkit with its dev extras. Keeps a torch already in .venv;
+# otherwise installs torch==2.13.0 from the pip index first. Either way torch is pinned through a
+# constraints file, so that no later install upgrades it (an eager upgrade pulls a CUDA build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
