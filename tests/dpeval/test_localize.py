@@ -172,6 +172,22 @@ def test_an_extractor_folder_as_the_model_says_what_it_is(tiny_localizer_dir, tm
     ]
 
 
+def test_a_run_where_no_input_can_be_read_exits_2(tiny_localizer_dir, tmp_path, caplog):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "notes.jpg").write_text("a text file renamed")
+    out = tmp_path / "o"
+    args = ["localize", "--model", str(tiny_localizer_dir), "--out", str(out)]
+    assert main([*args, str(tmp_path / "in")]) == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors == [f"no input could be read: 1 failed (see {out / 'failures.jsonl'})"]
+    assert len((out / "failures.jsonl").read_text().splitlines()) == 1
+    # one readable input beside it: the run succeeds, the failure is recorded
+    Image.fromarray(_photo(20, 20)).save(tmp_path / "in" / "ok.png")
+    assert main([*args, str(tmp_path / "in")]) == 0
+    assert len((out / "results.jsonl").read_text().splitlines()) == 1
+    assert len((out / "failures.jsonl").read_text().splitlines()) == 1
+
+
 def test_image_score_is_the_mean_of_the_top_percent():
     prob = np.zeros((100, 100))
     prob[:10, :10] = 1.0  # 1 % of the pixels
