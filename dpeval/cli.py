@@ -105,10 +105,13 @@ def run_fingerprint(config) -> int:
     if config.detect is not None:
         from dpeval.fingerprint.detect import detect
 
-        failed = 0
+        failed = total = 0
         for record in detect(config.detect, config.images, config.batch_size, config.device):
             failed += "error" in record
+            total += 1
             print(json.dumps(record), flush=True)
+        if failed and failed == total:
+            raise InputError(f"no input could be read: {failed} failed (see their error records)")
         if failed:
             logger.warning("%d image(s) could not be labelled (see their error records)", failed)
         return 0
