@@ -25,13 +25,18 @@ def run_probe(config) -> int:
     from dpeval import extractors, probe
 
     device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    extractors.check_spec(config.model)  # the model first: its card is read next
     is_folder = not config.model.startswith((extractors.NOISEPRINT_PREFIX, extractors.RANDOM_SPEC))
     if config.in_domain is None and is_folder:
         found = probe.read_training_generators(config.model)
         if found is None:
+            why = (
+                f"names no training generators in its model card ({probe.CARD_KEY})"
+                if Path(config.model).is_dir()
+                else "a Hub id, whose model card is not read"
+            )
             raise InputError(
-                f"{config.model}: names no training generators in its model card "
-                f"({probe.CARD_KEY}); pass --in-domain sd21,sdxl,flux (or the right list)"
+                f"{config.model}: {why}; pass --in-domain sd21,sdxl,flux (or the right list)"
             )
         config.in_domain = tuple(found)
     if config.update_card and not (is_folder and Path(config.model).is_dir()):
@@ -100,10 +105,13 @@ def run_fingerprint(config) -> int:
     if config.detect is not None:
         from dpeval.fingerprint.detect import detect
 
-        failed = 0
+        failed = total = 0
         for record in detect(config.detect, config.images, config.batch_size, config.device):
             failed += "error" in record
+            total += 1
             print(json.dumps(record), flush=True)
+        if failed and failed == total:
+            raise InputError(f"no input could be read: {failed} failed (see their error records)")
         if failed:
             logger.warning("%d image(s) could not be labelled (see their error records)", failed)
         return 0

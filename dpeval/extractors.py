@@ -7,7 +7,8 @@ patches or images into the forensic map (`Extractor.extract`) or its global aver
 
 Specs understood by `load_extractor`:
 
-- ``PATH`` or ``owner/name``: a DiffusionPrint saved by dptrain, via ``from_pretrained``;
+- ``PATH`` or ``owner/name``: a DiffusionPrint saved by dptrain, via ``from_pretrained`` (a
+  local folder is checked first, `dpeval.modelfolder`);
 - ``noiseprint++:PATH``: Noiseprint++ weights (TruFor's ``.th`` or MMFusion's ``.pth``),
   the baseline;
 - ``random`` or ``random:SEED``: a DiffusionPrint at its initialisation (C = 64), the floor a
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from dpeval import modelfolder
 from dpgen.errors import InputError
 from dptrain.model import DiffusionPrint
 
@@ -120,27 +122,48 @@ def _batches(n: int, size: int) -> Iterator[tuple[int, int]]:
         yield start, min(start + size, n)
 
 
-def load_extractor(spec: str, device: str | torch.device = "cpu") -> Extractor:
-    """Load a frozen extractor from a spec (see the module docstring).
+def check_spec(spec: str) -> None:
+    """Check ``spec`` without loading any weights: a local folder must hold a DiffusionPrint
+    (`dpeval.modelfolder.check_folder`), a Noiseprint++ file must exist, a random seed must be
+    an integer. A Hub id is left to `load_extractor`.
 
     Raises:
-        ValueError: for a spec that names no loadable model (the message names it).
+        InputError: naming ``spec`` and what is wrong with it.
     """
     if spec.startswith(NOISEPRINT_PREFIX):
-        model = DiffusionPrint.from_noiseprint(spec[len(NOISEPRINT_PREFIX) :])
+        path = Path(spec[len(NOISEPRINT_PREFIX) :])
+        if not path.is_file():
+            raise InputError(f"{path}: no such Noiseprint++ weights file ({spec})")
     elif spec == RANDOM_SPEC or spec.startswith(RANDOM_SPEC + ":"):
         seed = spec.partition(":")[2]
         if seed and not seed.isdigit():
             raise InputError(f"{spec}: expected random or random:SEED with an integer seed")
+    else:
+        modelfolder.check_folder(spec, modelfolder.DIFFUSIONPRINT)
+
+
+def load_extractor(spec: str, device: str | torch.device = "cpu") -> Extractor:
+    """Load a frozen extractor from a spec (see the module docstring), checked first
+    (`check_spec`) so that a folder that is not a DiffusionPrint gets one clear line.
+
+    Raises:
+        InputError: for a spec that names no loadable model (the message names it).
+    """
+    check_spec(spec)
+    if spec.startswith(NOISEPRINT_PREFIX):
+        model = DiffusionPrint.from_noiseprint(spec[len(NOISEPRINT_PREFIX) :])
+    elif spec == RANDOM_SPEC or spec.startswith(RANDOM_SPEC + ":"):
         with torch.random.fork_rng(devices=[]):  # leave the caller's RNG alone
-            torch.manual_seed(int(seed or 0))
+            torch.manual_seed(int(spec.partition(":")[2] or 0))
             model = DiffusionPrint()
-    elif spec.startswith(("/", ".", "~")) and not Path(spec).expanduser().is_dir():
-        raise InputError(f"{spec}: no such model folder")
     else:
         try:
             model = DiffusionPrint.from_pretrained(spec)  # its stdout line goes to the log
-        except Exception as err:  # missing folder, offline Hub, wrong files: one clear message
-            raise InputError(f"{spec}: cannot load a DiffusionPrint model: {err}") from None
+        except Exception as err:  # offline Hub, corrupt weights: one clear message
+            reason = " ".join(str(err).split())
+            where = "not a local folder, and " if modelfolder.is_hub_id(spec) else ""
+            raise InputError(
+                f"{spec}: {where}cannot load a DiffusionPrint model: {reason}"
+            ) from None
     logger.info("extractor %s: C=%d on %s", spec, model.out_channels, device)
     return Extractor(model, device, spec)

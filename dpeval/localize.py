@@ -25,6 +25,8 @@ without the suffix):
 Resumable: images with a line in ``results.jsonl`` are skipped, so a killed run continues where
 it stopped (``run.json`` records the settings; other settings need another ``--out``). A file
 that cannot be decoded is logged, listed in ``failures.jsonl`` and skipped; the others go on.
+A run in which no input could be read (none localized now or before) ends with an `InputError`
+(exit status 2) after writing ``failures.jsonl``.
 """
 
 from __future__ import annotations
@@ -320,7 +322,8 @@ def localize(config: LocalizeConfig) -> Summary:
     """Localize every input image not done yet (see the module docstring).
 
     Raises:
-        InputError: a bad model, input or output folder, before any image is processed.
+        InputError: a bad model, input or output folder, before any image is processed; or,
+            at the end, no input could be read (every one is in ``failures.jsonl``).
     """
     items = list_inputs(config.inputs)
     device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -349,6 +352,10 @@ def localize(config: LocalizeConfig) -> Summary:
                 progress.update(1)
     progress.close()
     out.write_failures(summary.failed)
+    if summary.failed and not summary.localized and not summary.done_before:
+        raise InputError(
+            f"no input could be read: {len(summary.failed)} failed (see {out.root / FAILURES})"
+        )
     return summary
 
 

@@ -130,6 +130,8 @@ def _file_refs(spec: str) -> list[sources.SourceRef]:
     path = Path(spec)
     if path.is_file():
         return [sources.SourceRef(path.stem, str(path), SOURCE_REAL)]
+    if not spec.startswith(sources.HF_PREFIX) and not path.exists():
+        raise InputError(f"{spec}: no such file or folder")
     if (path / "dataset_dict.json").is_file():
         kind, table = _dataset_table(path)
         raise InputError(
@@ -151,10 +153,13 @@ def _check_sizes(refs: list[sources.SourceRef], size: int) -> None:
                     small.append(f"{ref.path} ({image.size[0]}x{image.size[1]})")
         except OSError as err:
             raise InputError(f"{ref.path}: cannot read image: {err}") from None
+    if len(small) == 1:
+        raise InputError(f"{small[0]}: smaller than --size {size}")
     if small:
+        others = ", ".join(small[1:3]) + (", ..." if len(small) > 3 else "")
         raise InputError(
-            f"{small[0]}: smaller than --size {size} ({len(small)} image(s) are; "
-            f"e.g. {', '.join(small[1:3]) or 'no other'})"
+            f"{small[0]}: smaller than --size {size}, and so are {len(small) - 1} other "
+            f"image(s): {others}"
         )
 
 

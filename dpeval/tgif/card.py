@@ -10,6 +10,7 @@ from pathlib import Path
 from huggingface_hub import HfApi, ModelCard, ModelCardData
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
+from dpeval import modelfolder
 from dpeval.tgif.lite_baseline import LiteBaseline
 from dpeval.tgif.report import markdown_table
 from dpgen.errors import InputError
@@ -117,14 +118,10 @@ def load_localizer(spec: str, device: str = "cpu") -> LiteBaseline:
     Raises:
         InputError: naming ``spec``, when it is not a loadable localizer.
     """
-    path = Path(spec).expanduser()
-    if spec.startswith(("/", ".", "~")) and not path.is_dir():
-        raise InputError(f"{spec}: no such model folder")
-    if path.is_dir() and not (path / "config.json").is_file():
-        raise InputError(f"{spec}: no config.json (not a folder written by save_pretrained)")
+    path = modelfolder.check_folder(spec, modelfolder.LOCALIZER)  # None for a Hub id
     try:
-        model = LiteBaseline.from_pretrained(str(path) if path.is_dir() else spec, strict=True)
-    except Exception as err:  # missing files, offline Hub, wrong keys: one clear line
+        model = LiteBaseline.from_pretrained(str(path) if path else spec, strict=True)
+    except Exception as err:  # offline Hub, wrong keys, corrupt weights: one clear line
         reason = " ".join(str(err).split())
         raise InputError(f"{spec}: cannot load a LiteBaseline localizer: {reason}") from None
     return model.eval().to(device)

@@ -32,7 +32,7 @@ from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, set_seed
 from tqdm.auto import tqdm
 
-from dpeval.extractors import load_extractor
+from dpeval.extractors import check_spec, load_extractor
 from dpeval.tgif import card
 from dpeval.tgif.decoders.lightvae import LightVAE
 from dpeval.tgif.decoders.lightvae_train import (
@@ -299,15 +299,23 @@ def check_output(config: TgifConfig) -> Path | None:
 def check_inputs(config: TgifConfig, output: bool = True) -> TgifInputs:
     """Read and check every input named by ``config`` before any model is loaded.
 
+    The cheap checks come first (``--extractor``, ``--rgb-encoder`` given as a path,
+    ``--baseline``, ``--output-dir``, ``--hub-model-id``, ``--lightvae``), then the dataset and
+    every mask it uses; the models themselves are loaded by `build_model`.
+
     Args:
         output: check ``--output-dir`` too (`check_output`); `run_seeds` checks each seed's.
 
     Raises:
-        InputError: a bad ``--baseline``, ``--resume-from-checkpoint``, ``--hub-model-id``,
-            ``--lightvae`` (a path that is not a folder) or ``--output-dir`` (`check_output`),
-            a split without a usable fake, or a mask that is not 0/255.
+        InputError: a bad ``--extractor`` (`dpeval.extractors.check_spec`), ``--rgb-encoder``
+            or ``--lightvae`` (a path that is not a folder with a config.json),
+            ``--baseline``, ``--resume-from-checkpoint``, ``--hub-model-id`` or
+            ``--output-dir`` (`check_output`), a split without a usable fake, or a mask that
+            is not 0/255.
         FileNotFoundError: ``--data`` is not a folder.
     """
+    check_spec(config.extractor)
+    _check_local(config.rgb_encoder, "--rgb-encoder")
     baseline = load_results(config.baseline) if config.baseline else None
     resume = check_output(config) if output else None
     if config.push_to_hub:

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from dpeval.extractors import load_extractor
+from dpgen.errors import InputError
 from dptrain.model import DiffusionPrint
 
 
@@ -38,6 +39,31 @@ def test_noiseprint_spec(tmp_path) -> None:
     torch.save({"network": model.backbone.state_dict(), "global_step": 39}, tmp_path / "np.th")
     ext = load_extractor(f"noiseprint++:{tmp_path / 'np.th'}")
     assert ext.out_channels == 1 and ext.model.input_divisor == 256.0
+
+
+def test_a_folder_that_is_not_a_diffusionprint_is_one_line_naming_it(tmp_path) -> None:
+    from dpeval.fingerprint.denoiser import DnCNNDenoiser
+    from dpeval.tgif.decoders.lightvae import LightVAE
+
+    (tmp_path / "notes.md").write_text("# not a model")
+    (tmp_path / "empty").mkdir()
+    DnCNNDenoiser(width=8, depth=3).save_pretrained(tmp_path / "dncnn")
+    LightVAE(base_channels=8).save_pretrained(tmp_path / "vae")
+    DiffusionPrint(out_channels=4, width=8, depth=3).save_pretrained(tmp_path / "noweights")
+    (tmp_path / "noweights" / "model.safetensors").unlink()
+    cases = {
+        "notes.md": "notes.md: a file, not a DiffusionPrint model folder",
+        "empty": "empty: not a DiffusionPrint model folder (no config.json)",
+        "dncnn": "dncnn: a DnCNN denoiser, not a DiffusionPrint extractor",
+        "vae": "vae: a LightVAE, not a DiffusionPrint extractor",
+        "noweights": "noweights: not a DiffusionPrint model folder (no model.safetensors)",
+    }
+    for name, message in cases.items():
+        with pytest.raises(InputError) as err:
+            load_extractor(str(tmp_path / name))
+        assert str(err.value).startswith(f"{tmp_path}/{message}") and "\n" not in str(err.value)
+    with pytest.raises(InputError, match="no such Noiseprint"):
+        load_extractor(f"noiseprint++:{tmp_path / 'none.th'}")
 
 
 def test_bad_specs() -> None:

@@ -158,6 +158,36 @@ def test_bad_inputs_are_one_line_errors_before_any_work(tiny_localizer_dir, tmp_
     assert not (tmp_path / "o" / "maps").exists()
 
 
+def test_an_extractor_folder_as_the_model_says_what_it_is(tiny_localizer_dir, tmp_path, caplog):
+    from dptrain.model import DiffusionPrint
+
+    DiffusionPrint(out_channels=4, width=8, depth=3).save_pretrained(tmp_path / "dp")
+    Image.fromarray(_photo(20, 20)).save(tmp_path / "x.png")
+    assert main(["localize", "--model", str(tmp_path / "dp"), str(tmp_path / "x.png"),
+                 "--out", str(tmp_path / "o")]) == 2  # fmt: skip
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors == [
+        f"{tmp_path / 'dp'}: a DiffusionPrint extractor, not a localizer; train one with "
+        "dpeval tgif (OUTPUT/best)"
+    ]
+
+
+def test_a_run_where_no_input_can_be_read_exits_2(tiny_localizer_dir, tmp_path, caplog):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "notes.jpg").write_text("a text file renamed")
+    out = tmp_path / "o"
+    args = ["localize", "--model", str(tiny_localizer_dir), "--out", str(out)]
+    assert main([*args, str(tmp_path / "in")]) == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors == [f"no input could be read: 1 failed (see {out / 'failures.jsonl'})"]
+    assert len((out / "failures.jsonl").read_text().splitlines()) == 1
+    # one readable input beside it: the run succeeds, the failure is recorded
+    Image.fromarray(_photo(20, 20)).save(tmp_path / "in" / "ok.png")
+    assert main([*args, str(tmp_path / "in")]) == 0
+    assert len((out / "results.jsonl").read_text().splitlines()) == 1
+    assert len((out / "failures.jsonl").read_text().splitlines()) == 1
+
+
 def test_image_score_is_the_mean_of_the_top_percent():
     prob = np.zeros((100, 100))
     prob[:10, :10] = 1.0  # 1 % of the pixels

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -159,6 +160,23 @@ def test_cli_requires_in_domain_without_card_key(tmp_path, tiny_model, caplog) -
     (tiny_model / "README.md").write_text("# no metadata\n")
     assert cli.main(["probe", "--model", str(tiny_model), "--data", str(tmp_path / "eval")]) == 2
     assert "--in-domain" in caplog.text and str(tiny_model) in caplog.text
+
+
+def test_cli_checks_the_model_before_its_card(tmp_path, caplog) -> None:
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "README.md").write_text("# a file\n")
+    cases = {
+        "docs": "docs: not a DiffusionPrint model folder (no config.json)",
+        "missing": "missing: no such model folder",
+        "README.md": "README.md: a file, not a DiffusionPrint model folder",
+    }
+    for name, message in cases.items():
+        for extra in ([], ["--in-domain", "sd21"]):
+            caplog.clear()
+            args = ["probe", "--model", str(tmp_path / name), "--data", str(tmp_path), *extra]
+            assert cli.main(args) == 2
+            errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+            assert errors == [f"{tmp_path / name}: {message.partition(': ')[2]}"], errors
 
 
 def test_probe_rejects_non_evalset(tmp_path) -> None:

@@ -42,6 +42,26 @@ def test_too_small_images_are_refused_from_their_headers(tmp_path):
     assert "smaller than --size 32" in records[1][2] and records[1][1] is None
 
 
+def test_several_small_images_and_a_missing_path_read_well(tmp_path):
+    _write(tmp_path / "imgs", [(20, 20), (24, 24), (40, 40)])
+    with pytest.raises(InputError) as err:
+        read_set(str(tmp_path / "imgs"), 32)
+    small = tmp_path / "imgs"
+    assert str(err.value) == (
+        f"{small / 'im0.png'} (20x20): smaller than --size 32, and so are 1 other image(s): "
+        f"{small / 'im1.png'} (24x24)"
+    )
+    with pytest.raises(InputError, match=r"nope\.png: no such file or folder$"):
+        list(iter_images([str(tmp_path / "nope.png")], 32))
+
+
+def test_a_corrupt_image_refuses_training_naming_it(tmp_path):
+    _write(tmp_path / "imgs", [(40, 40)])
+    (tmp_path / "imgs" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    with pytest.raises(InputError, match=r"corrupt\.jpg: "):
+        read_set(str(tmp_path / "imgs"), 32)
+
+
 def test_centre_crop_takes_channels_first_or_last():
     a = np.arange(3 * 5 * 6, dtype=np.uint8).reshape(5, 6, 3)
     np.testing.assert_array_equal(centre_crop(a, 4, "x"), centre_crop(a.transpose(2, 0, 1), 4, "x"))

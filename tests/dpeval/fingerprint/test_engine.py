@@ -75,7 +75,7 @@ def test_resume_gives_the_uninterrupted_fingerprint(pattern_sets, tmp_path):
 
 
 @pytest.mark.slow
-def test_detect_labels_held_out_images_as_json_lines(pattern_sets, tmp_path, capsys):
+def test_detect_labels_held_out_images_as_json_lines(pattern_sets, tmp_path, capsys, caplog):
     assert (
         main(
             [
@@ -109,6 +109,14 @@ def test_detect_labels_held_out_images_as_json_lines(pattern_sets, tmp_path, cap
     labels = [r["label"] for r in records[:16]]
     accuracy = (labels[:8].count("real") + labels[8:].count("generated")) / 16
     assert accuracy >= 0.75, records
+    # nothing could be labelled: the error records, then exit 2 with one line
+    caplog.clear()
+    assert main(["fingerprint", "--detect", str(tmp_path / "fp"), str(tiny)]) == 2
+    assert "error" in json.loads(capsys.readouterr().out)
+    assert "no input could be read: 1 failed" in caplog.text
+    caplog.clear()
+    assert main(["fingerprint", "--detect", str(tmp_path / "fp"), str(tmp_path / "no.png")]) == 2
+    assert f"{tmp_path / 'no.png'}: no such file or folder" in caplog.text
 
 
 @pytest.mark.slow

@@ -200,6 +200,25 @@ def test_bad_inputs_are_one_line_errors_before_fine_tuning(
     assert "--rgb-encoder-init random" in caplog.text
 
 
+def test_a_missing_extractor_is_reported_before_the_masks_are_read(
+    tgif_root, tiny_segformer_dir, tmp_path, caplog, monkeypatch
+):
+    from dpeval.tgif import run
+
+    def no_masks(samples):
+        raise AssertionError("masks read before the extractor was checked")
+
+    monkeypatch.setattr(run, "check_masks", no_masks)
+    for extractor, message in [
+        (tmp_path / "missing", "missing: no such model folder"),
+        (tmp_path, "not a DiffusionPrint model folder (no config.json)"),
+    ]:
+        caplog.clear()
+        assert main(_args(extractor, tgif_root, tiny_segformer_dir, tmp_path / "out")) == 2
+        errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+        assert len(errors) == 1 and message in errors[0], errors
+
+
 def _table_rows(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.startswith("| ")]
 
