@@ -58,7 +58,7 @@ from dpeval.tgif.lite_baseline import MIT_B2, LiteBaseline, load_rgb_encoder
 from dpeval.tgif.reader import GENERATORS, MASK_GROUPS, TGIFIndex, TGIFSample, read_tgif
 from dpeval.tgif.report import load_results, markdown_table, qualitative_figure, results_json
 from dpeval.tgif.seeds import combine, seed_configs
-from dpgen.checkpoints import atomic_write, list_checkpoints, resolve_checkpoint
+from dpgen.checkpoints import atomic_write, resolve_run
 from dpgen.errors import InputError
 from dpgen.options import OptionError, option
 from dptrain.curves import plot_curves
@@ -284,13 +284,7 @@ def check_output(config: TgifConfig) -> Path | None:
     out = Path(config.output_dir)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: --output-dir exists and is not a folder")
-    resume = resolve_checkpoint(config.resume_from_checkpoint, out)
-    earlier = list_checkpoints(out) if out.is_dir() else []
-    if earlier and not config.resume_from_checkpoint:
-        raise InputError(
-            f"{out}: holds {earlier[-1].name} of an earlier run; pass --resume-from-checkpoint "
-            "latest to continue it, or choose another --output-dir"
-        )
+    resume = resolve_run(config.resume_from_checkpoint, out)
     if config.resume_from_checkpoint and resume is None:
         logger.info("no checkpoint in %s; starting a new run", out)
     return resume
