@@ -121,6 +121,29 @@ def test_bad_sources_are_skipped_and_reported(tmp_path, small_manifests):
     assert sorted(Path(p).name for p in images["path"]) == ["good.jpg", "gray.png"]
 
 
+@pytest.mark.parametrize("command", ["build", "roundtrip"])
+def test_a_folder_of_only_bad_images_fails_and_keeps_the_report(
+    tmp_path, small_manifests, caplog, command
+):
+    src = tmp_path / "photos"
+    src.mkdir()
+    (src / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
+    data = sorted(bundled_photos_dir().glob("*.jpg"))[0].read_bytes()
+    (src / "truncated.jpg").write_bytes(data[: len(data) // 3])
+    out = tmp_path / "out"
+    extra = ["--num-generated", "0"] if command == "build" else []
+    code = dpgen_main([command, "--generators", small_manifests[0], "--real", str(src), "--out",
+                       str(out), "--patch-size", "32", *extra])  # fmt: skip
+    assert code == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors == [f"{src}: no usable image: 2 skipped (reasons in {out / 'report.json'})"]
+    report = json.loads((out / "report.json").read_text())
+    assert sorted(Path(s["path"]).name for s in report["skipped"]) == [
+        "corrupt.jpg",
+        "truncated.jpg",
+    ]
+
+
 def test_user_errors_exit_2_with_the_reason(tmp_path, small_manifests, caplog):
     assert dpgen_main(["build", "--generators", "no-such-gen", "--out", str(tmp_path / "o")]) == 2
     assert "unknown generator 'no-such-gen'" in caplog.text
