@@ -171,3 +171,21 @@ def test_a_bad_image_is_skipped_and_reported_not_fatal(tmp_path) -> None:
         "pristine/real/real/broken",
     ]
     assert all("broken.png: cannot decode image" in s["reason"] for s in info["skipped"])
+
+
+def test_only_bad_images_fail_with_the_reasons_kept(tmp_path, caplog) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    (bad / "broken.png").write_bytes(b"\x89PNG not really")
+    out = tmp_path / "eval"
+    args = ["evalset", "--out", str(out), "--generated", f"mj={bad}", "--pristine", str(bad),
+            "--patch-size", "16", "--image-size", "64"]  # fmt: skip
+    assert cli.main(args) == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors == [f"{bad}: no usable image: 4 skipped (reasons in {out / 'report.json'})"]
+    report = json.loads((out / "report.json").read_text())
+    assert len(report["skipped"]) == 4 and not (out / "evalset.json").exists()
+    caplog.clear()
+    assert cli.main(args) == 2  # a rerun says the same, it does not finish an empty set
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == errors
