@@ -36,7 +36,7 @@ from dpgen.errors import InputError
 from dpgen.jobs import Job, JobPlanner, PreparedJob, image_record, list_jobs
 from dpgen.manifest import GeneratorSpec, generated_locations, resolve_generators
 from dpgen.masks import MaskError, parse_mask_policy
-from dpgen.options import OptionError, Options, option
+from dpgen.options import OptionError, Options, changed_settings, option
 from dpgen.pairing import PatchRows, View, pair_generated, pair_real
 from dpgen.pipelines import OFFLOAD_MODES, PRETRAINED_WEIGHTS, Generator, resolve_checkpoint
 from dpgen.random_weights import RANDOM_WEIGHTS
@@ -454,9 +454,10 @@ class Builder:
         if path.exists():
             previous = json.loads(path.read_text())
             if previous != settings:
+                old, new = _flat_settings(previous), _flat_settings(settings)
                 raise BuildError(
-                    f"{path}: {out} was built with other settings; use a new --out or the same "
-                    f"command. Was: {previous}; now: {settings}"
+                    f"{out}: built with other settings: {changed_settings(old, new)}; use "
+                    "another --out or the same settings"
                 )
         elif self.state.is_main_process:
             out.mkdir(parents=True, exist_ok=True)
@@ -511,6 +512,12 @@ class Builder:
                 "pillow": Image.__version__,
             },
         }
+
+
+def _flat_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """``{"config": {...}, "jobs": N}`` as one level, so a difference reads ``patch_size 64
+    -> 32`` (or ``jobs 4 -> 6`` when the sources changed)."""
+    return {**settings.get("config", {}), "jobs": settings.get("jobs")}
 
 
 def build(cfg: RoundtripConfig) -> BuildStats:

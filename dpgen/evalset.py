@@ -50,7 +50,7 @@ from dpgen.manifest import (
     load_manifest,
     resolve_generators,
 )
-from dpgen.options import Options, option
+from dpgen.options import Options, changed_settings, option
 from dpgen.pipelines import Generator
 from dpgen.schema import (
     EVAL,
@@ -386,9 +386,14 @@ def _check_out(out: Path, settings: dict) -> dict | None:
         if path.is_file():
             found = json.loads(path.read_text())
             if found.get("settings") != settings:
+                old = found.get("settings") or {}
+                changes = changed_settings(
+                    {**old.get("config", {}), "jobs": old.get("jobs")},
+                    {**settings["config"], "jobs": settings["jobs"]},
+                )
                 raise EvalsetError(
-                    f"{out}: holds an evaluation set made with other settings; use a new --out "
-                    f"or the same command. Was: {found.get('settings')}; now: {settings}"
+                    f"{out}: holds an evaluation set made with other settings: {changes}; use "
+                    "another --out or the same settings"
                 )
             return found if path == info_path else None
     if out.exists() and any(out.iterdir()):

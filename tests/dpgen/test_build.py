@@ -96,8 +96,15 @@ def test_rerun_with_other_settings_is_refused(
 ):
     out = tmp_path / "b"
     shutil.copytree(reference_build, out)
-    with pytest.raises(BuildError, match="built with other settings"):
+    with pytest.raises(BuildError, match="built with other settings") as refused:
         build(small_config(out, small_manifests, seed=1))
+    # only the differing keys, old and new: not the whole settings dump
+    assert str(refused.value) == (
+        f"{out}: built with other settings: seed 0 -> 1; use another --out or the same settings"
+    )
+    with pytest.raises(BuildError) as refused:
+        build(small_config(out, small_manifests, patch_size=48, seed=1))
+    assert ": seed 0 -> 1, patch_size 32 -> 48;" in str(refused.value)
 
 
 def test_bad_sources_are_skipped_and_reported(tmp_path, small_manifests):

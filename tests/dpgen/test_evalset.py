@@ -123,8 +123,12 @@ def test_resume_after_a_failure_gives_the_uninterrupted_set(tmp_path, monkeypatc
     a = load_from_disk(config.out)[EVAL].data.table
     b = load_from_disk(resumed.out)[EVAL].data.table
     assert a.equals(b)
-    with pytest.raises(EvalsetError, match="other settings"):
+    with pytest.raises(EvalsetError, match="other settings") as refused:
         build_evalset(dataclasses.replace(resumed, seed=1))
+    assert str(refused.value) == (
+        f"{resumed.out}: holds an evaluation set made with other settings: seed 0 -> 1; use "
+        "another --out or the same settings"
+    )
 
 
 def test_dragon_samples_go_to_their_own_producer(tmp_path, dragon) -> None:
