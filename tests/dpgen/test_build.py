@@ -160,9 +160,15 @@ def test_user_errors_exit_2_with_the_reason(tmp_path, small_manifests, caplog):
     assert f"{bad}: unknown key(s) ['colour']" in caplog.text
     assert dpgen_main(["build", "--generators", small_manifests[0], "--real", str(tmp_path / "none"),
                        "--out", str(tmp_path / "o")]) == 2  # fmt: skip
-    assert str(tmp_path / "none") in caplog.text
+    assert f"{tmp_path / 'none'}: no such folder" in caplog.text
     assert dpgen_main(["info", str(tmp_path)]) == 2
     assert "not a finished dpgen build" in caplog.text
+    extra = {"publish": ["--repo-id", "me/x"], "show": ["--out", str(tmp_path / "s.png")]}
+    for command in ("info", "show", "publish"):
+        caplog.clear()
+        assert dpgen_main([command, str(tmp_path / "nope"), *extra.get(command, [])]) == 2
+        errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+        assert errors == [f"{tmp_path / 'nope'}: no such folder"], command
 
 
 def test_roundtrip_writes_authentic_groups_over_the_whole_image(
