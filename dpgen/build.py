@@ -36,7 +36,7 @@ from dpgen.errors import InputError
 from dpgen.jobs import Job, JobPlanner, PreparedJob, image_record, list_jobs
 from dpgen.manifest import GeneratorSpec, generated_locations, resolve_generators
 from dpgen.masks import MaskError, parse_mask_policy
-from dpgen.options import OptionError, Options, option
+from dpgen.options import OptionError, Options, changed_settings, option
 from dpgen.pairing import PatchRows, View, pair_generated, pair_real
 from dpgen.pipelines import OFFLOAD_MODES, PRETRAINED_WEIGHTS, Generator, resolve_checkpoint
 from dpgen.random_weights import RANDOM_WEIGHTS
@@ -54,7 +54,14 @@ from dpgen.schema import (
 )
 from dpgen.semantic import SEMANTIC_RULES
 from dpgen.shards import commit_shard, done_shards, finalize, rows_table, to_table
-from dpgen.sources import GeneratedSource, SourceError, list_generated, list_images, load_prompts
+from dpgen.sources import (
+    GeneratedSource,
+    SourceError,
+    bundled_photos_dir,
+    list_generated,
+    list_images,
+    load_prompts,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -406,7 +413,31 @@ class Builder:
         if state.is_main_process:
             self._finalize(out, num_shards)
         state.wait_for_everyone()
+        self._check_usable(out, jobs)
         return self.stats
+
+    def _check_usable(self, out: Path, jobs: list[Job]) -> None:
+        """Refuse a finished build in which every source was skipped: it holds no image, and
+        training on it would fail far from the cause. Checked on every process after the
+        build is finalized, so its ``report.json`` (the reasons) is kept; a build with some
+        usable image goes on as before.
+
+        Raises:
+            InputError: ``LOCATION: no usable image: N skipped (reasons in OUT/report.json)``.
+        """
+        skipped = {s["key"] for entry in done_shards(out).values() for s in entry["skipped"]}
+        if not jobs or any(job.key not in skipped for job in jobs):
+            return
+        where = ", ".join(dict.fromkeys(self._location(job) for job in jobs))
+        raise InputError(
+            f"{where}: no usable image: {len(skipped)} skipped (reasons in {out / 'report.json'})"
+        )
+
+    def _location(self, job: Job) -> str:
+        """Where a job's source comes from, as the user gave it (for messages)."""
+        if job.source_set == SOURCE_REAL:
+            return self.cfg.real or str(bundled_photos_dir())
+        return self.generated.get(job.generator) or f"{job.generator}'s text-to-image pipeline"
 
     def _resolve_checkpoints(self) -> None:
         """Build the tiny pipelines (and check local folders) before any process loads them:
@@ -423,9 +454,10 @@ class Builder:
         if path.exists():
             previous = json.loads(path.read_text())
             if previous != settings:
+                old, new = _flat_settings(previous), _flat_settings(settings)
                 raise BuildError(
-                    f"{path}: {out} was built with other settings; use a new --out or the same "
-                    f"command. Was: {previous}; now: {settings}"
+                    f"{out}: built with other settings: {changed_settings(old, new)}; use "
+                    "another --out or the same settings"
                 )
         elif self.state.is_main_process:
             out.mkdir(parents=True, exist_ok=True)
@@ -480,6 +512,12 @@ class Builder:
                 "pillow": Image.__version__,
             },
         }
+
+
+def _flat_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """``{"config": {...}, "jobs": N}`` as one level, so a difference reads ``patch_size 64
+    -> 32`` (or ``jobs 4 -> 6`` when the sources changed)."""
+    return {**settings.get("config", {}), "jobs": settings.get("jobs")}
 
 
 def build(cfg: RoundtripConfig) -> BuildStats:

@@ -50,7 +50,7 @@ from dpgen.manifest import (
     load_manifest,
     resolve_generators,
 )
-from dpgen.options import Options, option
+from dpgen.options import Options, changed_settings, option
 from dpgen.pipelines import Generator
 from dpgen.schema import (
     EVAL,
@@ -386,9 +386,14 @@ def _check_out(out: Path, settings: dict) -> dict | None:
         if path.is_file():
             found = json.loads(path.read_text())
             if found.get("settings") != settings:
+                old = found.get("settings") or {}
+                changes = changed_settings(
+                    {**old.get("config", {}), "jobs": old.get("jobs")},
+                    {**settings["config"], "jobs": settings["jobs"]},
+                )
                 raise EvalsetError(
-                    f"{out}: holds an evaluation set made with other settings; use a new --out "
-                    f"or the same command. Was: {found.get('settings')}; now: {settings}"
+                    f"{out}: holds an evaluation set made with other settings: {changes}; use "
+                    "another --out or the same settings"
                 )
             return found if path == info_path else None
     if out.exists() and any(out.iterdir()):
@@ -478,7 +483,42 @@ def build_evalset(config: EvalsetConfig) -> dict[str, int]:
             )
     finally:
         maker.release()
+    _check_usable(out, config, jobs)
     return _finalize(out, config, num_shards, settings, labels)["counts"]
+
+
+#: Written when no image was usable: the skipped sources and why (the set is not finished).
+REPORT_FILE = "report.json"
+
+
+def _check_usable(out: Path, config: EvalsetConfig, jobs: list[EvalJob]) -> None:
+    """Refuse to finish a set in which every image was skipped (it would hold no patch).
+
+    The committed shards stay (a rerun repeats this check from the ledger) and the reasons are
+    written to ``OUT/report.json``; a set with any usable image goes on as before.
+
+    Raises:
+        EvalsetError: ``LOCATION: no usable image: N skipped (reasons in OUT/report.json)``.
+    """
+    skipped = [s for entry in done_shards(out / STAGING).values() for s in entry["skipped"]]
+    keys = {s["key"] for s in skipped}
+    if not jobs or any(job.key not in keys for job in jobs):
+        return
+    atomic_write(out / REPORT_FILE, json.dumps({"skipped": skipped}, indent=2))
+    where = ", ".join(dict.fromkeys(_location(config, job) for job in jobs))
+    raise EvalsetError(
+        f"{where}: no usable image: {len(skipped)} skipped (reasons in {out / REPORT_FILE})"
+    )
+
+
+def _location(config: EvalsetConfig, job: EvalJob) -> str:
+    """Where a job's source comes from, as the user gave it (for messages)."""
+    if job.ref is None:
+        return f"{job.source}'s text-to-image pipeline"
+    if job.kind == GENERATED:
+        return config.generated[job.source]
+    given = config.pristine if job.kind == PRISTINE else config.reconstruct
+    return given or str(sources.bundled_photos_dir())
 
 
 def _checked_sources(config: EvalsetConfig, specs: list[GeneratorSpec]):

@@ -45,6 +45,8 @@ def load_build(out: str | Path) -> DatasetDict:
         InputError: naming the directory, when it is not a finished build.
     """
     out = Path(out)
+    if not out.exists():
+        raise InputError(f"{out}: no such folder")
     if not (out / "dataset_dict.json").exists():
         raise InputError(
             f"{out}: not a finished dpgen build (no dataset_dict.json); rerun the build command"

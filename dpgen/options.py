@@ -422,6 +422,35 @@ class Options:
         return json.dumps(self.to_dict(), indent=1, sort_keys=True)
 
 
+def changed_settings(old: Mapping[str, Any], new: Mapping[str, Any], limit: int = 80) -> str:
+    """The keys whose values differ, ``"patch_size 64 -> 32, seed 0 -> 1"``, for the one-line
+    error of a rerun into an output folder made with other settings.
+
+    Nested mappings are compared key by key (``generated.sd``); a key on one side only shows
+    ``(none)`` on the other; a value's text longer than ``limit`` characters is cut.
+    """
+
+    def text(value: Any) -> str:
+        shown = "(none)" if value is _MISSING else json.dumps(_plain(value))
+        return shown if len(shown) <= limit else shown[: limit - 1] + "…"
+
+    def walk(a: Any, b: Any, prefix: str) -> list[str]:
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            return [
+                change
+                for key in dict.fromkeys([*a, *b])
+                for change in walk(a.get(key, _MISSING), b.get(key, _MISSING), f"{prefix}{key}.")
+            ]
+        if _plain(a) == _plain(b):
+            return []
+        return [f"{prefix.rstrip('.')} {text(a)} -> {text(b)}"]
+
+    return ", ".join(walk(old, new, "")) or "(none)"
+
+
+_MISSING = object()
+
+
 def _cli_type(convert: Callable[[Any], Any], name: str) -> Callable[[str], Any]:
     """Wrap a converter so argparse reports its ValueError as ``invalid value`` for the flag."""
 

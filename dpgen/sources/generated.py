@@ -20,7 +20,7 @@ import numpy as np
 
 from dpgen.schema import SOURCE_GENERATED
 from dpgen.sources.hub import open_split, parse_location
-from dpgen.sources.listing import dataset_refs, is_folder, list_images, sample_ref
+from dpgen.sources.listing import check_folder, dataset_refs, is_folder, list_images, sample_ref
 from dpgen.sources.refs import SourceError, SourceRef
 from dpgen.sources.webdataset import Shards, iter_samples, resolve_shards
 
@@ -160,6 +160,7 @@ def _fields_present(location: str) -> set[str]:
         first = next(iter_samples(shards.fetch(0), location), None)
         return set(first.fields) if first is not None else set()
     if is_folder(location):
+        check_folder(location)  # a missing folder says so, not "no per-sample field"
         return set()
     return set(open_split(*parse_location(location))[0].column_names)
 

@@ -69,27 +69,44 @@ def list_images(
     if num_images is not None and num_images < len(refs):
         keep = np.sort(np.random.default_rng(seed).permutation(len(refs))[:num_images])
         refs = [refs[i] for i in keep.tolist()]
-    logger.info("%s: %d %s source images", location, len(refs), source_set)
+    # Neutral wording: callers list fake images and images to localize as SOURCE_REAL too.
+    logger.info(
+        "%s: %d images listed%s", location, len(refs), f" for {generator}" if generator else ""
+    )
     return refs
 
 
 def is_folder(location: str) -> bool:
-    """Is ``location`` read as a folder of image files (not ``hf://``, and an existing folder or
+    """Is ``location`` read as a folder of image files (not ``hf://``, and an existing path or
     not spelled like a Hub id)?"""
     return not location.startswith(HF_PREFIX) and (
-        os.path.isdir(location) or not HUB_ID.fullmatch(location)
+        os.path.exists(location) or not HUB_ID.fullmatch(location)
     )
+
+
+def check_folder(location: str) -> Path:
+    """``location`` as an existing folder.
+
+    Raises:
+        SourceError: ``PATH: no such folder``, or a file given where a folder is expected.
+    """
+    folder = Path(location)
+    if folder.is_dir():
+        return folder
+    if not folder.exists():
+        raise SourceError(f"{location}: no such folder")
+    if location.lower().endswith(IMAGE_EXTENSIONS):
+        raise SourceError(f"{location}: an image file, not a folder; give the folder that holds it")
+    raise SourceError(f"{location}: a file, not a folder of images")
 
 
 def folder_refs(location: str, source_set: str, generator: str) -> list[SourceRef]:
     """Every image under a local folder (see `list_images`).
 
     Raises:
-        SourceError: missing folder, or no image in it.
+        SourceError: missing folder, a file, or no image in it.
     """
-    folder = Path(location)
-    if not folder.is_dir():
-        raise SourceError(f"{location}: no such folder")
+    folder = check_folder(location)
     entries = list_folder(folder)
     if not entries:
         raise SourceError(f"{location}: no images ({', '.join(IMAGE_EXTENSIONS)}) in folder")

@@ -192,15 +192,27 @@ def resolve_shards(location: str) -> Shards | None:
 
 
 def _dataset_and_config(spec: str) -> tuple[str | None, str | None, bool]:
-    """(dataset, config, is_local) of ``DATASET[/CONFIG]``; dataset None if neither local nor Hub."""
+    """(dataset, config, is_local) of ``DATASET[/CONFIG]``; dataset None if neither local nor Hub.
+
+    ``PARENT/LAST`` is read as a local snapshot's config only when LAST is not itself a local
+    path and PARENT's card declares configs: a missing path or a file is not a WebDataset (the
+    caller then says what it is), and nothing is listed to find that out.
+    """
     if os.path.isdir(spec):
         return spec, None, True
+    if os.path.exists(spec):  # a file: not a dataset
+        return None, None, True
     parent, _, last = spec.rstrip("/").rpartition("/")
     if parent and os.path.isdir(parent):
-        return parent, last, True
+        text = _card_text(parent, True)
+        if text is not None and card_configs(text, f"{parent}/{CARD}"):
+            return parent, last, True
+        return None, None, True
+    if spec.startswith(("/", ".")):  # a local path (a Hub id starts with a letter or digit)
+        return None, None, True
     if HUB_ID.fullmatch(spec):
         return spec, None, False
-    if parent and HUB_ID.fullmatch(parent) and not spec.startswith(("/", ".")):
+    if parent and HUB_ID.fullmatch(parent):
         return parent, last, False
     return None, None, False
 

@@ -96,8 +96,15 @@ def test_rerun_with_other_settings_is_refused(
 ):
     out = tmp_path / "b"
     shutil.copytree(reference_build, out)
-    with pytest.raises(BuildError, match="built with other settings"):
+    with pytest.raises(BuildError, match="built with other settings") as refused:
         build(small_config(out, small_manifests, seed=1))
+    # only the differing keys, old and new: not the whole settings dump
+    assert str(refused.value) == (
+        f"{out}: built with other settings: seed 0 -> 1; use another --out or the same settings"
+    )
+    with pytest.raises(BuildError) as refused:
+        build(small_config(out, small_manifests, patch_size=48, seed=1))
+    assert ": seed 0 -> 1, patch_size 32 -> 48;" in str(refused.value)
 
 
 def test_bad_sources_are_skipped_and_reported(tmp_path, small_manifests):
@@ -121,6 +128,29 @@ def test_bad_sources_are_skipped_and_reported(tmp_path, small_manifests):
     assert sorted(Path(p).name for p in images["path"]) == ["good.jpg", "gray.png"]
 
 
+@pytest.mark.parametrize("command", ["build", "roundtrip"])
+def test_a_folder_of_only_bad_images_fails_and_keeps_the_report(
+    tmp_path, small_manifests, caplog, command
+):
+    src = tmp_path / "photos"
+    src.mkdir()
+    (src / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
+    data = sorted(bundled_photos_dir().glob("*.jpg"))[0].read_bytes()
+    (src / "truncated.jpg").write_bytes(data[: len(data) // 3])
+    out = tmp_path / "out"
+    extra = ["--num-generated", "0"] if command == "build" else []
+    code = dpgen_main([command, "--generators", small_manifests[0], "--real", str(src), "--out",
+                       str(out), "--patch-size", "32", *extra])  # fmt: skip
+    assert code == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors == [f"{src}: no usable image: 2 skipped (reasons in {out / 'report.json'})"]
+    report = json.loads((out / "report.json").read_text())
+    assert sorted(Path(s["path"]).name for s in report["skipped"]) == [
+        "corrupt.jpg",
+        "truncated.jpg",
+    ]
+
+
 def test_user_errors_exit_2_with_the_reason(tmp_path, small_manifests, caplog):
     assert dpgen_main(["build", "--generators", "no-such-gen", "--out", str(tmp_path / "o")]) == 2
     assert "unknown generator 'no-such-gen'" in caplog.text
@@ -130,9 +160,15 @@ def test_user_errors_exit_2_with_the_reason(tmp_path, small_manifests, caplog):
     assert f"{bad}: unknown key(s) ['colour']" in caplog.text
     assert dpgen_main(["build", "--generators", small_manifests[0], "--real", str(tmp_path / "none"),
                        "--out", str(tmp_path / "o")]) == 2  # fmt: skip
-    assert str(tmp_path / "none") in caplog.text
+    assert f"{tmp_path / 'none'}: no such folder" in caplog.text
     assert dpgen_main(["info", str(tmp_path)]) == 2
     assert "not a finished dpgen build" in caplog.text
+    extra = {"publish": ["--repo-id", "me/x"], "show": ["--out", str(tmp_path / "s.png")]}
+    for command in ("info", "show", "publish"):
+        caplog.clear()
+        assert dpgen_main([command, str(tmp_path / "nope"), *extra.get(command, [])]) == 2
+        errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+        assert errors == [f"{tmp_path / 'nope'}: no such folder"], command
 
 
 def test_roundtrip_writes_authentic_groups_over_the_whole_image(

@@ -123,8 +123,12 @@ def test_resume_after_a_failure_gives_the_uninterrupted_set(tmp_path, monkeypatc
     a = load_from_disk(config.out)[EVAL].data.table
     b = load_from_disk(resumed.out)[EVAL].data.table
     assert a.equals(b)
-    with pytest.raises(EvalsetError, match="other settings"):
+    with pytest.raises(EvalsetError, match="other settings") as refused:
         build_evalset(dataclasses.replace(resumed, seed=1))
+    assert str(refused.value) == (
+        f"{resumed.out}: holds an evaluation set made with other settings: seed 0 -> 1; use "
+        "another --out or the same settings"
+    )
 
 
 def test_dragon_samples_go_to_their_own_producer(tmp_path, dragon) -> None:
@@ -171,3 +175,21 @@ def test_a_bad_image_is_skipped_and_reported_not_fatal(tmp_path) -> None:
         "pristine/real/real/broken",
     ]
     assert all("broken.png: cannot decode image" in s["reason"] for s in info["skipped"])
+
+
+def test_only_bad_images_fail_with_the_reasons_kept(tmp_path, caplog) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    (bad / "broken.png").write_bytes(b"\x89PNG not really")
+    out = tmp_path / "eval"
+    args = ["evalset", "--out", str(out), "--generated", f"mj={bad}", "--pristine", str(bad),
+            "--patch-size", "16", "--image-size", "64"]  # fmt: skip
+    assert cli.main(args) == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors == [f"{bad}: no usable image: 4 skipped (reasons in {out / 'report.json'})"]
+    report = json.loads((out / "report.json").read_text())
+    assert len(report["skipped"]) == 4 and not (out / "evalset.json").exists()
+    caplog.clear()
+    assert cli.main(args) == 2  # a rerun says the same, it does not finish an empty set
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == errors

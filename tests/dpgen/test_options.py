@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dpgen.options import OptionError, Options, option
+from dpgen.options import OptionError, Options, changed_settings, option
 
 
 def _grid(text: str) -> tuple[int, int]:
@@ -143,3 +143,16 @@ def _run(config: Example) -> int:
         raise OptionError(f"{config.out}: no such input")
     print(f"{config.out}:{config.size}")
     return 0
+
+
+def test_changed_settings_names_only_the_differing_keys() -> None:
+    old = {"patch_size": 64, "grid": [4, 4], "generated": {"sd": "/a"}, "seed": 0, "jobs": 4}
+    new = {"patch_size": 32, "grid": (4, 4), "generated": {"sd": "/b", "fl": "/c"}, "seed": 0,
+           "jobs": 4, "extra": None}  # fmt: skip
+    assert changed_settings(old, new) == (
+        'patch_size 64 -> 32, generated.sd "/a" -> "/b", generated.fl (none) -> "/c", '
+        "extra (none) -> null"
+    )
+    assert changed_settings(old, old) == "(none)"
+    long = changed_settings({"p": "x" * 200}, {"p": "y"}, limit=20)
+    assert long == 'p "xxxxxxxxxxxxxxxxxx… -> "y"'
