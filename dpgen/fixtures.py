@@ -189,10 +189,14 @@ def rle_counts(mask: np.ndarray) -> list[int]:
 
 
 def encode_rle(mask: np.ndarray) -> str:
-    """COCO's compressed RLE string of a bool mask (inverse of cocoapi's ``rleFrString``):
-    each count of `rle_counts` (from the third on, minus the count two places before) as a
-    little-endian base-32 varint of chars 48..111."""
-    counts = rle_counts(mask)
+    """COCO's compressed RLE string of a bool mask: `rle_string` of its `rle_counts`."""
+    return rle_string(rle_counts(mask))
+
+
+def rle_string(counts: list[int]) -> str:
+    """COCO's compressed RLE string of uncompressed counts (cocoapi maskApi.c ``rleToString``,
+    the inverse of ``rleFrString``): each count (from the fourth on, minus the count two places
+    before) as a little-endian base-32 varint of chars 48..111."""
     out = []
     for i, count in enumerate(counts):
         x = count - counts[i - 2] if i > 2 else count

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dpgen.fixtures import rle_counts, rle_string
 from dpgen.grid import inside_grid, outside_grid
 from dpgen.masks import (
     MASK_POLICIES,
@@ -97,52 +98,23 @@ def test_semantic_bbox_matches_tgif() -> None:
     assert _box_of(mask) == (10, 5, 31, 16) and mask.sum() == 21 * 11
 
 
-def _rle_encode_counts(mask: np.ndarray) -> list[int]:
-    flat = mask.T.ravel()  # column-major
-    counts, value, run = [], False, 0
-    for v in flat:
-        if v == value:
-            run += 1
-        else:
-            counts.append(run)
-            value, run = v, 1
-    counts.append(run)
-    return counts
-
-
-def _rle_to_string(counts: list[int]) -> str:
-    """cocoapi maskApi.c rleToString, written independently of the decoder under test."""
-    out = []
-    for i, count in enumerate(counts):
-        x = count - counts[i - 2] if i > 2 else count
-        more = True
-        while more:
-            c = x & 0x1F
-            x >>= 5
-            more = x != -1 if c & 0x10 else x != 0
-            if more:
-                c |= 0x20
-            out.append(chr(c + 48))
-    return "".join(out)
-
-
 def test_semantic_rle_uncompressed_and_compressed() -> None:
     rng = np.random.default_rng(0)
     truth = np.zeros((37, 53), dtype=bool)
     truth[5:30, 7:40] = rng.random((25, 33)) > 0.3  # many runs, long and short
     truth[0, 0] = True  # starts with a run of ones: first count 0
-    counts = _rle_encode_counts(truth)
+    counts = rle_counts(truth)
     assert counts[0] == 0
     raw = {"id": 2, "segmentation": {"size": [37, 53], "counts": counts}}
     np.testing.assert_array_equal(semantic_mask(53, 37, raw), truth)
-    compressed = {"id": 3, "segmentation": {"size": [37, 53], "counts": _rle_to_string(counts)}}
+    compressed = {"id": 3, "segmentation": {"size": [37, 53], "counts": rle_string(counts)}}
     np.testing.assert_array_equal(semantic_mask(53, 37, compressed), truth)
     # Strings derived by hand from maskApi.c: [[1, 0, 1], [1, 1, 0]] is column-major
     # 1,1,0,1,1,0 -> counts [0, 2, 1, 2, 1] -> deltas from the 4th count on -> "02100".
     two_by_three = {"segmentation": {"size": [2, 3], "counts": "02100"}}
     np.testing.assert_array_equal(semantic_mask(3, 2, two_by_three), [[1, 0, 1], [1, 1, 0]])
     # counts [5, 40, 3, 1]: 40 needs two chars ("X1"), 1 - 40 = -39 is negative ("iN").
-    assert _rle_to_string([5, 40, 3, 1]) == "5X13iN"
+    assert rle_string([5, 40, 3, 1]) == "5X13iN"
     seven = semantic_mask(7, 7, {"segmentation": {"size": [7, 7], "counts": "5X13iN"}})
     np.testing.assert_array_equal(seven.T.ravel(), [0] * 5 + [1] * 40 + [0] * 3 + [1])
 
