@@ -36,7 +36,7 @@ from dpgen.errors import InputError
 from dpgen.jobs import Job, JobPlanner, PreparedJob, image_record, list_jobs
 from dpgen.manifest import GeneratorSpec, generated_locations, resolve_generators
 from dpgen.masks import MaskError, parse_mask_policy
-from dpgen.options import OptionError, Options, changed_settings, option
+from dpgen.options import OptionError, Options, option
 from dpgen.pairing import PatchRows, View, pair_generated, pair_real
 from dpgen.pipelines import OFFLOAD_MODES, PRETRAINED_WEIGHTS, Generator, resolve_checkpoint
 from dpgen.random_weights import RANDOM_WEIGHTS
@@ -53,7 +53,15 @@ from dpgen.schema import (
     patch_features,
 )
 from dpgen.semantic import SEMANTIC_RULES
-from dpgen.shards import commit_shard, done_shards, finalize, rows_table, to_table
+from dpgen.shards import (
+    commit_shard,
+    done_shards,
+    finalize,
+    rows_table,
+    settings_changes,
+    skipped_sources,
+    to_table,
+)
 from dpgen.sources import (
     GeneratedSource,
     SourceError,
@@ -425,7 +433,7 @@ class Builder:
         Raises:
             InputError: ``LOCATION: no usable image: N skipped (reasons in OUT/report.json)``.
         """
-        skipped = {s["key"] for entry in done_shards(out).values() for s in entry["skipped"]}
+        skipped = {s["key"] for s in skipped_sources(out)}
         if not jobs or any(job.key not in skipped for job in jobs):
             return
         where = ", ".join(dict.fromkeys(self._location(job) for job in jobs))
@@ -454,9 +462,8 @@ class Builder:
         if path.exists():
             previous = json.loads(path.read_text())
             if previous != settings:
-                old, new = _flat_settings(previous), _flat_settings(settings)
                 raise BuildError(
-                    f"{out}: built with other settings: {changed_settings(old, new)}; use "
+                    f"{out}: built with other settings: {settings_changes(previous, settings)}; use "
                     "another --out or the same settings"
                 )
         elif self.state.is_main_process:
@@ -473,7 +480,7 @@ class Builder:
         )
         finalize(out, self.features, num_shards, info)
         (out / "provenance.json").write_text(json.dumps(provenance, indent=1, sort_keys=True))
-        skipped = [s for entry in done_shards(out).values() for s in entry["skipped"]]
+        skipped = skipped_sources(out)
         report = {"skipped": skipped, "generated_sources": self.source_report}
         (out / "report.json").write_text(json.dumps(report, indent=1))
         if skipped:
@@ -512,12 +519,6 @@ class Builder:
                 "pillow": Image.__version__,
             },
         }
-
-
-def _flat_settings(settings: dict[str, Any]) -> dict[str, Any]:
-    """``{"config": {...}, "jobs": N}`` as one level, so a difference reads ``patch_size 64
-    -> 32`` (or ``jobs 4 -> 6`` when the sources changed)."""
-    return {**settings.get("config", {}), "jobs": settings.get("jobs")}
 
 
 def build(cfg: RoundtripConfig) -> BuildStats:

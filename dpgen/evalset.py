@@ -50,7 +50,7 @@ from dpgen.manifest import (
     load_manifest,
     resolve_generators,
 )
-from dpgen.options import Options, changed_settings, option
+from dpgen.options import Options, option
 from dpgen.pipelines import Generator
 from dpgen.schema import (
     EVAL,
@@ -60,7 +60,14 @@ from dpgen.schema import (
     SOURCE_REAL,
     eval_features,
 )
-from dpgen.shards import commit_shard, done_shards, shard_name, to_table
+from dpgen.shards import (
+    commit_shard,
+    done_shards,
+    settings_changes,
+    shard_name,
+    skipped_sources,
+    to_table,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -386,11 +393,7 @@ def _check_out(out: Path, settings: dict) -> dict | None:
         if path.is_file():
             found = json.loads(path.read_text())
             if found.get("settings") != settings:
-                old = found.get("settings") or {}
-                changes = changed_settings(
-                    {**old.get("config", {}), "jobs": old.get("jobs")},
-                    {**settings["config"], "jobs": settings["jobs"]},
-                )
+                changes = settings_changes(found.get("settings") or {}, settings)
                 raise EvalsetError(
                     f"{out}: holds an evaluation set made with other settings: {changes}; use "
                     "another --out or the same settings"
@@ -426,7 +429,7 @@ def _finalize(
     selected = table.take(pa.array(np.sort(np.concatenate(keep))))
     dataset = Dataset(selected, info=DatasetInfo(features=eval_features(config.patch_size)))
     DatasetDict({EVAL: dataset}).save_to_disk(str(out))
-    skipped = [s for entry in done_shards(staging).values() for s in entry["skipped"]]
+    skipped = skipped_sources(staging)
     if skipped:
         logger.warning("%d source(s) skipped; see %s", len(skipped), out / INFO_FILE)
     info = {
@@ -500,7 +503,7 @@ def _check_usable(out: Path, config: EvalsetConfig, jobs: list[EvalJob]) -> None
     Raises:
         EvalsetError: ``LOCATION: no usable image: N skipped (reasons in OUT/report.json)``.
     """
-    skipped = [s for entry in done_shards(out / STAGING).values() for s in entry["skipped"]]
+    skipped = skipped_sources(out / STAGING)
     keys = {s["key"] for s in skipped}
     if not jobs or any(job.key not in keys for job in jobs):
         return

@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 from datasets import ClassLabel, DatasetInfo, Features
 
+from dpgen.options import changed_settings
 from dpgen.schema import SPLITS
 
 LEDGER = "ledger"
@@ -233,6 +234,22 @@ def done_shards(out: Path) -> dict[int, dict[str, Any]]:
     for path in sorted((out / LEDGER).glob("shard-*.json")):
         entries[int(path.stem.split("-")[1])] = json.loads(path.read_text())
     return entries
+
+
+def skipped_sources(out: Path) -> list[dict[str, Any]]:
+    """Every source the committed shards skipped (``key``, ``path``, ``reason``), in shard order."""
+    return [s for entry in done_shards(out).values() for s in entry["skipped"]]
+
+
+def settings_changes(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """What differs between two output folders' settings ``{"config": {...}, "jobs": N}``, one
+    level deep, e.g. ``"patch_size 64 -> 32"`` or ``"jobs 4 -> 6"`` when the sources changed
+    (`dpgen.options.changed_settings`)."""
+
+    def flat(settings: dict[str, Any]) -> dict[str, Any]:
+        return {**settings.get("config", {}), "jobs": settings.get("jobs")}
+
+    return changed_settings(flat(old), flat(new))
 
 
 def finalize(out: Path, features: dict[str, Features], num_shards: int, info: DatasetInfo) -> None:
